@@ -1,0 +1,3 @@
+from .regularizer_hook import RegularizerHook
+
+__all__ = ['RegularizerHook']

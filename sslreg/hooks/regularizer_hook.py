@@ -1,0 +1,101 @@
+"""``RegularizerHook``: parameter-free regularizers on any model from ``custom_hooks``."""
+from typing import Dict, Optional
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS, MODELS
+
+from ..regularizers import Regularizer, find_regularizers, pop_terms
+
+SCHEDULES = ('constant', 'linear')
+
+
+@HOOKS.register_module()
+class RegularizerHook(Hook):
+    """Attach parameter-free regularizers (VCReg) to a model without touching its config,
+    and collect the terms of regularizers inside the model (necks).
+
+    Attaches in ``before_train`` (not ``before_run``: EMAHook deep-copies the model
+    there). A forward pre-hook/hook pair on the model makes the regularizers record
+    only during a training forward with ``mode='loss'`` and adds their terms to the
+    returned loss dict, so MMEngine sums ``loss_<name>`` and logs everything.
+
+    Args:
+        regularizers: name -> regularizer dict, e.g.
+            ``dict(vcreg=dict(type='VCReg', layers='backbone.layer*.*'))``. Empty: only
+            collect the model's own regularizer necks.
+        schedule: 'constant', or 'linear' warm-up of every loss weight from 0 over
+            ``warmup_iters`` iterations.
+        warmup_iters: length of the linear warm-up.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self, regularizers: Optional[Dict[str, dict]] = None,
+                 schedule: str = 'constant', warmup_iters: int = 0):
+        if schedule not in SCHEDULES:
+            raise ValueError(f'schedule must be one of {SCHEDULES}, got {schedule!r}')
+        if schedule == 'linear' and warmup_iters <= 0:
+            raise ValueError("schedule='linear' needs warmup_iters > 0")
+        self.regularizer_cfgs = dict(regularizers or {})
+        self.schedule, self.warmup_iters = schedule, warmup_iters
+        self.regularizers: Dict[str, Regularizer] = {}
+        self._collected: Dict[str, Regularizer] = {}
+        self._handles = []
+
+    def before_train(self, runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        for name, cfg in self.regularizer_cfgs.items():
+            reg = MODELS.build(cfg)
+            if reg.needs_probe or any(True for _ in reg.parameters()):
+                raise ValueError(
+                    f'RegularizerHook: {type(reg).__name__} ({name!r}) has parameters, and a hook '
+                    'runs after the optimizer and DDP are built. Declare it in the model: '
+                    "model = dict(type='RegularizedModel', architecture=..., regularizers=...)")
+            reg.attach(model)
+            self.regularizers[name] = reg
+        self._collected = dict(self.regularizers)
+        from ..models import RegularizedModel
+        if not isinstance(model, RegularizedModel):  # it collects its own
+            for path, reg in find_regularizers(model).items():
+                self._collected[getattr(reg, 'name', None) or path.replace('.', '_')] = reg
+        if not self._collected:
+            raise ValueError('RegularizerHook has nothing to do: no regularizers given and '
+                             'none in the model (VCRegNeck, SIMNeck)')
+        self._handles = [
+            model.register_forward_pre_hook(self._open, with_kwargs=True),
+            model.register_forward_hook(self._close, with_kwargs=True)]
+        runner.logger.info('RegularizerHook: ' + '; '.join(
+            f'{name} on {reg.layer_names or "its neck position"}'
+            for name, reg in self._collected.items()))
+
+    def _scheduled(self):
+        return set(self.regularizers.values()) | set(self._collected.values())
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        scale = 1.0
+        if self.schedule == 'linear':
+            scale = min(1.0, (runner.iter + 1) / self.warmup_iters)
+        for reg in self._scheduled():
+            reg.weight_scale = scale
+
+    def _open(self, module, args, kwargs):
+        if module.training and kwargs.get('mode') == 'loss':
+            for reg in self._collected.values():
+                reg.pop_terms()
+                reg.active = True
+
+    def _close(self, module, args, kwargs, output):
+        if not any(reg.active for reg in self._collected.values()):
+            return None
+        for reg in self._collected.values():
+            reg.active = False
+        output.update(pop_terms(self._collected))
+        return output
+
+    def after_train(self, runner):
+        for handle in self._handles:
+            handle.remove()
+        for reg in self.regularizers.values():
+            reg.detach()
+        self._handles = []

@@ -1,0 +1,378 @@
+r"""VCReg: Variance-Covariance Regularization.
+
+Zhu, Evtimova, Chen, Shwartz-Ziv, LeCun, "Variance-Covariance Regularization
+Improves Representation Learning" (arXiv:2306.13292).
+
+A feature map is read as ``n`` samples of ``d`` channels: the channel axis is
+moved last and every other axis (batch, spatial positions, tokens) is flattened
+into samples, so ``z`` has shape ``(n, d)``. With the sample covariance
+
+.. math::
+
+    C = \frac{1}{n-1} \sum_{k=1}^{n} (z_k - \bar z)(z_k - \bar z)^\top
+
+the regularizer is
+
+.. math::
+
+    \ell_{vcreg}(z) = \frac{\alpha}{d} \sum_{i=1}^{d}
+        \max\bigl(0,\ 1 - \sqrt{C_{ii} + \epsilon}\bigr)
+      + \frac{\beta}{d(d-1)} \sum_{i \neq j} \phi(C_{ij})
+
+with :math:`\phi(c) = c^2`, or the smooth-L1 variant
+:math:`\phi_\delta(c) = c^2` for :math:`|c| \le \delta` and
+:math:`2\delta|c| - \delta^2` otherwise.
+
+Two entry points:
+
+* :func:`vcreg_loss` returns :math:`\ell_{vcreg}` as a differentiable scalar.
+* :func:`vcreg_fast` is the identity in the forward pass and adds
+  :math:`\partial \ell_{vcreg} / \partial x` to the incoming gradient in the
+  backward pass (the paper's "fast implementation"): no autograd graph through
+  the statistics, two matrix products in all.
+
+Distributed (``sync=True``)
+---------------------------
+Sums (:math:`\sum z`, :math:`\sum (z-\bar z)^\top (z-\bar z)`, ``n``) are
+all-reduced, so every rank sees the mean, ``C`` and the loss value of the
+joined batch. The gradient each rank produces for its own rows is
+``world_size`` times the single-process gradient of those rows. That is what
+makes it right under DistributedDataParallel: DDP averages parameter gradients
+over ranks, so the averaged gradient equals the single-process gradient of the
+joined batch, exactly as for a task loss that is a mean over the local batch.
+Equivalently, each rank back-propagates the gradient of the sum of all ranks'
+(identical) losses: :func:`vcreg_loss` gets this from an all-reduce whose
+backward sums gradients over ranks, :func:`vcreg_fast` by scaling its analytic
+gradient by ``world_size``. Without an initialized process group, or with
+world size 1, ``sync`` does nothing. All ranks must call with the same
+``sync``, ``channel_dim`` and ``d``, since the all-reduces are collective.
+"""
+import math
+from typing import List, NamedTuple, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+__all__ = ['vcreg_loss', 'vcreg_fast']
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_hparams(eps: float, delta: Optional[float]) -> None:
+    if not eps > 0:
+        raise ValueError(
+            f'eps must be > 0 (it keeps sqrt(C_ii + eps) and its gradient finite for '
+            f'dead channels), got eps={eps}')
+    if delta is not None and not delta > 0:
+        raise ValueError(
+            f'delta must be None (squared covariance penalty) or > 0 (smooth-L1 '
+            f'threshold), got delta={delta}')
+
+
+def _size_error(shape, channel_dim, n: int, d: int) -> ValueError:
+    return ValueError(
+        f'VCReg needs at least 2 samples and 2 channels to form a covariance '
+        f'matrix, but x of shape {tuple(shape)} with channel_dim={channel_dim} gives '
+        f'n={n} samples of d={d} channels (every axis other than channel_dim counts '
+        f'as samples). Point channel_dim at the feature axis, and pass more than one '
+        f'sample or spatial position (or, with sync=True, ranks that hold two or more '
+        f'samples between them).')
+
+
+def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
+    # Covariances of fp16/bf16 features lose too many bits (and sums overflow in
+    # fp16), so statistics are never computed below float32.
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# --------------------------------------------------------------------------- layout
+
+
+class _Layout(NamedTuple):
+    """How ``x`` is read as samples of channels without copying when possible.
+
+    ``batched=True``: ``x`` is viewed as ``(B, d, S)`` (channels in the middle,
+    e.g. contiguous NCHW), samples are the ``B * S`` columns; ``C`` is then a sum
+    of ``B`` products of ``(d, S)`` blocks, which avoids a transposed ``n x d``
+    copy. Used only when ``S >= d``, so the ``(B, d, d)`` partial products are no
+    larger than ``x`` itself.
+
+    ``batched=False``: ``x`` is read as an ``(n, d)`` row matrix (a view when the
+    channel axis is already the fastest-varying one, a copy otherwise).
+    """
+    shape: torch.Size
+    channel_dim: int
+    batched: bool
+
+    @classmethod
+    def of(cls, x: torch.Tensor, channel_dim: int) -> '_Layout':
+        if x.dim() < 2 or not -x.dim() <= channel_dim < x.dim():
+            raise ValueError(
+                f'channel_dim={channel_dim} does not fit x of shape {tuple(x.shape)}: VCReg '
+                f'needs x with at least 2 axes (samples and channels) and channel_dim in '
+                f'[-{x.dim()}, {x.dim() - 1}] naming the feature axis.')
+        k = channel_dim % x.dim()
+        d = x.shape[k]
+        if d < 2:
+            raise _size_error(x.shape, channel_dim, x.numel() // max(d, 1), d)
+        inner = math.prod(x.shape[k + 1:])
+        batched = inner > 1 and inner >= d and x.is_contiguous()
+        return cls(x.shape, k, batched)
+
+    @property
+    def d(self) -> int:
+        return self.shape[self.channel_dim]
+
+    def samples(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``t`` (shaped like ``x``) as ``(B, d, S)`` or ``(n, d)`` in ``dtype``."""
+        k, d = self.channel_dim, self.d
+        if self.batched:
+            t = t.reshape(math.prod(self.shape[:k]), d, -1)
+        else:
+            t = t.movedim(k, -1).reshape(-1, d)
+        return t.to(dtype)
+
+    def restore(self, t: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`samples` (up to dtype)."""
+        if self.batched:
+            return t.reshape(self.shape)
+        moved = list(self.shape)
+        moved.append(moved.pop(self.channel_dim))
+        return t.reshape(moved).movedim(-1, self.channel_dim)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _world_size(sync: bool) -> int:
+    if sync and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; backward sums the gradients over ranks too.
+
+    Every rank computes the same loss from the reduced sums, so the backward
+    sum makes each rank's gradient that of the sum of all ranks' losses (see the
+    module docstring for why that is the DDP-correct scale). Written here
+    rather than using ``torch.distributed.nn.functional.all_reduce``, which has
+    the same semantics but is deprecated.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor):
+        tensor = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad
+
+
+def _sum_over_ranks(t: torch.Tensor, world_size: int) -> torch.Tensor:
+    return _AllReduceSum.apply(t) if world_size > 1 else t
+
+
+def _mean_and_covariance(z: torch.Tensor, layout: _Layout, world_size: int):
+    """Mean ``(d,)``, covariance ``C`` ``(d, d)`` and sample count ``n``.
+
+    Two passes (mean first, then the scatter of centred samples) rather than
+    ``sum z z^T - n mean mean^T``: the one-pass form cancels catastrophically in
+    float32 when the mean is large compared to the spread.
+    """
+    sample_dims = (0, 2) if layout.batched else (0,)
+    n = z.numel() // layout.d
+    # float64 accumulation: an error in the mean shifts every centred sample, and
+    # the fast backward (which has no mean-correction term) passes it on as is.
+    total = z.sum(dim=sample_dims, dtype=torch.float64)
+    if world_size > 1:
+        count = torch.tensor([n], dtype=torch.int64, device=z.device)
+        dist.all_reduce(count)
+        n = int(count.item())
+    if n < 2:
+        raise _size_error(layout.shape, layout.channel_dim, n, layout.d)
+    mean = (_sum_over_ranks(total, world_size) / n).to(z.dtype)
+    if layout.batched:
+        zc = z - mean[:, None]
+        scatter = torch.bmm(zc, zc.transpose(1, 2)).sum(0)
+    else:
+        zc = z - mean
+        scatter = zc.T @ zc
+    del zc  # the only n x d temporary; free it before the reduction
+    return mean, _sum_over_ranks(scatter, world_size) / (n - 1), n
+
+
+# --------------------------------------------------------------------------- loss of C
+
+
+def _phi(c: torch.Tensor, delta: Optional[float]) -> torch.Tensor:
+    if delta is None:
+        return c * c
+    return torch.where(c.abs() <= delta, c * c, 2 * delta * c.abs() - delta * delta)
+
+
+def _phi_prime(c: torch.Tensor, delta: Optional[float]) -> torch.Tensor:
+    # d/dc of both branches of phi is 2 * clamp(c, -delta, delta).
+    return 2 * (c if delta is None else c.clamp(-delta, delta))
+
+
+def _off_diagonal(c: torch.Tensor) -> torch.Tensor:
+    # Masking instead of "sum(all) - sum(diag)": the diagonal (variances) can be
+    # much larger than the covariances and the subtraction would swamp them.
+    eye = torch.eye(c.shape[0], dtype=torch.bool, device=c.device)
+    return c.masked_fill(eye, 0)
+
+
+def _vcreg_of_covariance(C, alpha, beta, eps, delta) -> torch.Tensor:
+    d = C.shape[0]
+    std = torch.sqrt(torch.diagonal(C) + eps)
+    variance_term = F.relu(1 - std).sum() / d
+    covariance_term = _phi(_off_diagonal(C), delta).sum() / (d * (d - 1))
+    return alpha * variance_term + beta * covariance_term
+
+
+def _vcreg_grad_of_covariance(C, alpha, beta, eps, delta) -> torch.Tensor:
+    """G = d loss / d C, entry by entry (C_ij and C_ji are separate entries)."""
+    d = C.shape[0]
+    G = _phi_prime(C, delta) * (beta / (d * (d - 1)))
+    std = torch.sqrt(torch.diagonal(C) + eps)
+    # The hinge is flat once a channel's std reaches 1 (relu'(0) = 0, as autograd).
+    G.diagonal().copy_((-alpha / (2 * d)) / std * (std < 1))
+    return G
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def vcreg_loss(x: torch.Tensor,
+               alpha: float = 1.0,
+               beta: float = 1.0,
+               eps: float = 1e-4,
+               delta: Optional[float] = None,
+               channel_dim: int = 1,
+               sync: bool = False) -> torch.Tensor:
+    r"""VCReg loss :math:`\ell_{vcreg}` of a feature map (module docstring).
+
+    Args:
+        x: features; ``channel_dim`` is the feature axis, all other axes are
+            samples: ``(N, C, H, W)`` gives ``N*H*W`` samples,
+            ``(N, L, C)`` with ``channel_dim=-1`` gives ``N*L``.
+        alpha: weight of the variance hinge.
+        beta: weight of the covariance penalty.
+        eps: added to the variances under the square root (> 0).
+        delta: ``None`` for :math:`\phi(c)=c^2`, else the smooth-L1 threshold.
+        channel_dim: the feature axis.
+        sync: reduce the statistics over all ranks (module docstring).
+
+    Returns:
+        0-dim tensor in float32 (float64 for float64 input), differentiable.
+
+    Raises:
+        ValueError: fewer than 2 samples or channels, ``eps <= 0``,
+            ``delta <= 0``.
+    """
+    _check_hparams(eps, delta)
+    layout = _Layout.of(x, channel_dim)
+    # Autocast would run the matmuls in half precision; statistics stay >= fp32.
+    with torch.autocast(x.device.type, enabled=False):
+        z = layout.samples(x, _stat_dtype(x.dtype))
+        _, C, _ = _mean_and_covariance(z, layout, _world_size(sync))
+        return _vcreg_of_covariance(C, alpha, beta, eps, delta)
+
+
+class _VCRegFast(torch.autograd.Function):
+    r"""Identity forward; backward adds :math:`\partial \ell / \partial x`.
+
+    Derivation. With :math:`z_c = z - \mathbf{1}\bar z^\top` and
+    :math:`C = z_c^\top z_c / (n-1)`, let :math:`G = \partial\ell/\partial C`.
+    :math:`d\ell = \langle G, dC\rangle = \frac{1}{n-1}\langle G,
+    dz_c^\top z_c + z_c^\top dz_c\rangle = \frac{1}{n-1}\langle z_c (G + G^\top),
+    dz_c\rangle`. Since :math:`dz_c = (I - \mathbf{1}\mathbf{1}^\top/n)\,dz`,
+    :math:`\partial\ell/\partial z = (I - \mathbf{1}\mathbf{1}^\top/n)\,z_c M`
+    with :math:`M = (G + G^\top)/(n-1)`; the mean correction is
+    :math:`\mathbf{1}\,(\mathbf{1}^\top z_c) M / n = 0` because the centred
+    samples sum to zero. Hence :math:`\partial\ell/\partial z = z_c M`, i.e.
+    :math:`\frac{2}{n-1} z_c G_{sym}`. With ``sync`` the rows are local, while
+    ``mean``, ``C`` and ``n`` are global, and ``M`` carries the ``world_size``
+    factor explained in the module docstring.
+    """
+
+    @staticmethod
+    def forward(ctx, x, alpha, beta, eps, delta, channel_dim, world_size, stats):
+        layout = _Layout.of(x, channel_dim)
+        with torch.autocast(x.device.type, enabled=False):
+            z = layout.samples(x, _stat_dtype(x.dtype))
+            mean, C, n = _mean_and_covariance(z, layout, world_size)
+            del z
+            if stats is not None:
+                stats.append(_vcreg_of_covariance(C, alpha, beta, eps, delta).detach())
+            G = _vcreg_grad_of_covariance(C, alpha, beta, eps, delta)
+            M = (G + G.T) * (world_size / (n - 1))
+        ctx.layout = layout
+        ctx.save_for_backward(x, mean, M)
+        # A view, so autograd records this Function without copying x.
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, mean, M = ctx.saved_tensors
+        layout = ctx.layout
+        with torch.autocast(x.device.type, enabled=False):
+            # Re-centre rather than expanding z_c M = z M - 1 mean^T M: the expanded
+            # form loses ~|mean|/std digits in float32 and measured no faster.
+            z = layout.samples(x, M.dtype)
+            z_c = z - (mean[:, None] if layout.batched else mean)
+            del z
+            grad_in = layout.samples(grad_y, M.dtype)
+            if layout.batched:
+                grad_z = torch.baddbmm(grad_in, M.expand(z_c.shape[0], -1, -1), z_c)
+            else:
+                grad_z = torch.addmm(grad_in, z_c, M)  # M is symmetric: rows times M
+        grad_x = layout.restore(grad_z).to(x.dtype)
+        return grad_x, None, None, None, None, None, None, None
+
+
+def vcreg_fast(x: torch.Tensor,
+               alpha: float,
+               beta: float,
+               eps: float = 1e-4,
+               delta: Optional[float] = None,
+               channel_dim: int = 1,
+               sync: bool = False,
+               stats: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+    r"""Gradient-only VCReg: returns ``x``; backward adds :math:`\nabla_x\ell_{vcreg}`.
+
+    ``y = vcreg_fast(x, ...)`` has the values, dtype and shape of ``x``; for any
+    downstream loss ``f``, ``d f(y) / d x = d f / d y + d vcreg_loss(x) / d x``
+    (the same arguments). The statistics are computed once in the forward pass
+    without building a graph; the backward is the closed form derived in
+    :class:`_VCRegFast` (one GEMM for ``C`` forward, one for ``z_c M``
+    backward). Arguments are those of :func:`vcreg_loss`, plus:
+
+    Args:
+        stats: if a list, the detached loss value (0-dim tensor) is appended to
+            it; it costs ``O(d^2)`` on top of ``C``, which is computed anyway.
+
+    Returns:
+        A view of ``x`` recorded by autograd. Modifying it in place raises
+        (autograd forbids in-place edits of a custom Function's view output):
+        ``.clone()`` it first if needed. When ``x`` does not require grad or
+        grad mode is off there is nothing to inject: ``x`` itself is returned
+        and only ``stats`` (if given) is computed. With ``sync=True`` all ranks
+        must take the same branch, since statistics are all-reduced.
+    """
+    _check_hparams(eps, delta)
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        _Layout.of(x, channel_dim)  # same argument errors as the training path
+        if stats is not None:
+            with torch.no_grad():
+                stats.append(vcreg_loss(x, alpha, beta, eps, delta, channel_dim, sync))
+        return x
+    return _VCRegFast.apply(x, alpha, beta, eps, delta, channel_dim, _world_size(sync),
+                            stats)

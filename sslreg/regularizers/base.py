@@ -1,0 +1,181 @@
+"""The regularizer contract: features in, loss terms (or gradients) out.
+
+A :class:`Regularizer` is an ``nn.Module`` (its parameters, if any, live in the model,
+so the optimizer and DDP see them). It gets features in one of two ways:
+
+* **taps** -- ``layers`` names modules of a model; :meth:`Regularizer.attach` puts a
+  forward hook on each and :meth:`Regularizer.on_block` sees ``(block input, block
+  output)`` of every call (several per iteration when an SSL algorithm runs one
+  backbone per view: each call counts, terms are summed);
+* **in the model** -- a neck is itself a regularizer and calls :meth:`add_term`.
+
+Either way it records only while *active*; :func:`collecting` switches a set of
+regularizers on for one training forward, and :func:`pop_terms` turns what they
+recorded into the entries of a loss dict: ``loss_<name>`` (summed into the total by
+MMEngine) and ``<name>_<stat>`` (logged only: no 'loss' in the key).
+"""
+from contextlib import contextmanager
+from functools import partial
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .taps import Patterns, resolve_layers
+
+
+class Regularizer(nn.Module):
+    """Base class. Subclasses implement :meth:`on_block` (tap-based) or call
+    :meth:`add_term` from their own forward (in-model).
+
+    Args:
+        layers: module paths/globs to tap, or None for an in-model regularizer.
+        loss_weight: multiplies every loss term (a hook may schedule ``weight_scale``).
+        input_index: which positional argument of a tapped module is its input
+            (0 for most blocks; e.g. 1 for mmseg's ``UpConvBlock(skip, x)``).
+    """
+
+    #: Whether the module needs one probe forward (shapes) before it can be used.
+    needs_probe = False
+
+    def __init__(self, layers: Optional[Patterns] = None, loss_weight: float = 1.0,
+                 input_index: int = 0):
+        super().__init__()
+        if loss_weight < 0:
+            raise ValueError(f'loss_weight must be >= 0, got {loss_weight}')
+        self.layers = layers
+        self.loss_weight = float(loss_weight)
+        self.weight_scale = 1.0
+        self.input_index = int(input_index)
+        self.layer_names: List[str] = []
+        self.active = False
+        self.probing = False
+        self.probe_shapes: Dict[str, Tuple[torch.Size, torch.Size]] = {}
+        self._terms: Dict[str, List[torch.Tensor]] = {}
+        self._handles: list = []
+
+    # ------------------------------------------------------------------ taps
+    @property
+    def weight(self) -> float:
+        """The effective weight: ``loss_weight`` times the scheduled scale."""
+        return self.loss_weight * self.weight_scale
+
+    def attach(self, model: nn.Module) -> List[str]:
+        """Hook the modules of ``model`` named by ``layers``; returns their names."""
+        if self.layers is None:
+            return []
+        self.detach()
+        self.layer_names = resolve_layers(model, self.layers)
+        modules = dict(model.named_modules())
+        for name in self.layer_names:
+            # Names, not modules, are kept: holding the modules as attributes would
+            # register them a second time under this regularizer.
+            self._handles.append(modules[name].register_forward_hook(partial(self._hook, name)))
+        return self.layer_names
+
+    def detach(self):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _block_input(self, name, args):
+        if len(args) <= self.input_index or not torch.is_tensor(args[self.input_index]):
+            raise ValueError(
+                f'{type(self).__name__}: layer {name!r} was called with '
+                f'{len(args)} positional argument(s); input_index={self.input_index} does not '
+                'name a tensor among them. Set input_index to the position of the block input.')
+        return args[self.input_index]
+
+    def _hook(self, name, module, args, output):
+        if self.probing:
+            self.probe_shapes[name] = (self._block_input(name, args).shape,
+                                       first_tensor(output).shape)
+            return None
+        if not self.active:
+            return None
+        return self.on_block(name, self._block_input(name, args), output)
+
+    def on_block(self, name: str, block_input: torch.Tensor, output):
+        """One call of tapped block ``name``. Return None, or a replacement output."""
+        raise NotImplementedError
+
+    def build_from_probe(self):
+        """Create parameters from ``self.probe_shapes`` (probing regularizers only)."""
+
+    # ------------------------------------------------------------------ terms
+    def add_term(self, key: str, value: torch.Tensor):
+        """Record a term: ``'loss'`` becomes ``loss_<name>``, others ``<name>_<key>``."""
+        self._terms.setdefault(key, []).append(value)
+
+    def reduce_terms(self, terms: Dict[str, List[torch.Tensor]]) -> Dict[str, torch.Tensor]:
+        """Turn the recorded lists into one value per key (default: their sum)."""
+        return {key: torch.stack(values).sum() for key, values in terms.items()}
+
+    def pop_terms(self) -> Dict[str, torch.Tensor]:
+        terms, self._terms = self._terms, {}
+        return self.reduce_terms(terms) if terms else {}
+
+
+def channel_dim_for(ndim: int) -> int:
+    """Where the channels are: last for (N, L, C) token maps, 1 for (N, C, H, W) / (N, C)."""
+    return -1 if ndim == 3 else 1
+
+
+def first_tensor(output) -> torch.Tensor:
+    """The tensor a block returned (the first one when it returns a tuple/list)."""
+    if torch.is_tensor(output):
+        return output
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if torch.is_tensor(item):
+                return item
+    raise TypeError(f'a tapped block returned {type(output).__name__} holding no tensor')
+
+
+def find_regularizers(model: nn.Module) -> Dict[str, Regularizer]:
+    """Regularizer modules inside ``model`` (e.g. necks), keyed by their path."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, Regularizer)}
+
+
+@contextmanager
+def collecting(regularizers: Iterable[Regularizer]):
+    """Regularizers record only inside this block (one training forward)."""
+    regularizers = list(regularizers)
+    for reg in regularizers:
+        reg.pop_terms()  # drop anything left by an interrupted forward
+        reg.active = True
+    try:
+        yield regularizers
+    finally:
+        for reg in regularizers:
+            reg.active = False
+
+
+def pop_terms(named: Dict[str, Regularizer]) -> Dict[str, torch.Tensor]:
+    """Loss-dict entries from the named regularizers' recorded terms."""
+    out = {}
+    for name, reg in named.items():
+        for key, value in reg.pop_terms().items():
+            out[f'loss_{name}' if key == 'loss' else f'{name}_{key}'] = value
+    return out
+
+
+@contextmanager
+def probing(regularizers: Iterable[Regularizer]):
+    """Record the shapes of the tapped layers' inputs/outputs during one forward."""
+    regularizers = list(regularizers)
+    for reg in regularizers:
+        reg.probing, reg.probe_shapes = True, {}
+    try:
+        yield
+    finally:
+        for reg in regularizers:
+            reg.probing = False
+    for reg in regularizers:
+        missing = [n for n in reg.layer_names if n not in reg.probe_shapes]
+        if missing:
+            raise RuntimeError(
+                f'{type(reg).__name__}: layers {missing} were not called during the probe '
+                'forward (model(dummy, mode="tensor")), so their widths are unknown. Tap '
+                'layers that run in the forward pass, or give a probe_input that reaches them.')
+        reg.build_from_probe()

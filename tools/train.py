@@ -1,0 +1,77 @@
+"""Train an mmpretrain, mmseg or mmdet config (its ``default_scope`` decides), with or
+without sslreg regularizers. Arguments as in mmpretrain's tools/train.py."""
+import argparse
+import os
+
+import torch
+from mmengine.config import DictAction
+
+import sslreg  # noqa: F401  registers sslreg's modules, applies sslreg.compat
+from sslreg.launch import build_runner, default_collate_for_mmpretrain, load_config, set_work_dir
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from this checkpoint, or, without a path, from the '
+                        'latest checkpoint in the work dir')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision (CUDA)')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='do not evaluate during training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr by actual / base batch size (config auto_scale_lr)')
+    parser.add_argument('--no-pin-memory', action='store_true')
+    parser.add_argument('--no-persistent-workers', action='store_true')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (MMEngine syntax)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def merge_args(cfg, args):
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise SystemExit('--amp needs a CUDA device; this machine has none. '
+                             'Run without --amp.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.auto_scale_lr:
+        if not cfg.get('auto_scale_lr'):
+            raise SystemExit('--auto-scale-lr: the config has no auto_scale_lr = '
+                             'dict(base_batch_size=...); add one.')
+        cfg.auto_scale_lr.enable = True
+    default_collate_for_mmpretrain(cfg)
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(field)
+        if not loader:
+            continue
+        if args.no_pin_memory:
+            loader['pin_memory'] = False
+        if args.no_persistent_workers:
+            loader['persistent_workers'] = False
+    return cfg
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options)
+    set_work_dir(cfg, args.config, args.work_dir)
+    merge_args(cfg, args)
+    runner = build_runner(cfg, args.launcher)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
