@@ -137,7 +137,7 @@ def fix_config_for_this_machine(cfg):
         if isinstance(collate, dict):
             collate.pop('_scope_', None)
     if not torch.cuda.is_available():
-        _replace_sync_bn(cfg)
+        _replace_sync_bn(cfg.get('model'))
         env_cfg = cfg.get('env_cfg')
         if env_cfg and env_cfg.get('dist_cfg'):
             env_cfg['dist_cfg']['backend'] = 'gloo'

@@ -14,3 +14,28 @@ import sslreg  # noqa: E402,F401  (registers, applies compat)
 @pytest.fixture(scope='session')
 def root():
     return ROOT
+
+
+SMALL = ROOT / 'data' / 'small'
+
+
+@pytest.fixture(scope='session')
+def small_data():
+    """data/small, made by tools/data/make_small_datasets.py when missing (seconds)."""
+    import subprocess
+    subprocess.run([sys.executable, str(ROOT / 'tools/data/make_small_datasets.py'),
+                    '--out', str(SMALL)], check=True, cwd=ROOT)
+    return SMALL
+
+
+def run_tool(*args, timeout=900, env=None):
+    """Run a tools/ entry point the way a user does; returns its combined output."""
+    import subprocess
+    cmd = [sys.executable, *map(str, args)] if str(args[0]).endswith('.py') else list(map(str, args))
+    full_env = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise AssertionError(f'{" ".join(cmd)} exited {proc.returncode}:\n{out[-6000:]}')
+    return out

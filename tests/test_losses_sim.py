@@ -124,13 +124,16 @@ def test_rho_sim_token_layout_matches_reference(gen):
     assert loss.item() == pytest.approx(expected, rel=1e-10)
 
 
-def test_strided_block_uses_area_average_of_the_input(gen):
-    z_in = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64)
+# Stride 2 is the toy case; at stride 2 bilinear (align_corners=False) also averages
+# 2x2 cells, so stride 3 is what tells area averaging from bilinear sampling.
+@pytest.mark.parametrize('size_in,stride', [(4, 2), (6, 3)])
+def test_strided_block_uses_area_average_of_the_input(size_in, stride, gen):
+    z_in = torch.randn(2, 3, size_in, size_in, generator=gen, dtype=torch.float64)
     z_out = torch.randn(2, 5, 2, 2, generator=gen, dtype=torch.float64)
     h1, h2, g = heads(3, 5)
     loss = rho_sim_block_loss(z_in, z_out, h1, h2, g, rho=1.0,
                               generator=torch.Generator().manual_seed(3))
-    pooled = torch.from_numpy(np_area_downsample(z_in.numpy(), 2))
+    pooled = torch.from_numpy(np_area_downsample(z_in.numpy(), stride))
     idx = draw(2, 4, 1.0).numpy()
     expected = np_rho_sim(np_map_tokens(pooled), np_map_tokens(z_out), idx, h1, h2, g)
     assert loss.item() == pytest.approx(expected, rel=1e-10)
@@ -228,7 +231,7 @@ def test_rho_outside_unit_interval_is_rejected(rho):
 
 
 @pytest.mark.parametrize('L,rho,n', [(16, 0.5, 8), (16, 1.0, 16), (10, 0.01, 1), (9, 0.6, 5),
-                                     (196, 0.2, 39)])
+                                     (10, 0.26, 3), (196, 0.2, 39)])
 def test_number_of_sampled_tokens(L, rho, n):
     assert sample_token_indices(3, L, rho).shape == (n,)
     assert sample_token_indices(3, L, rho, per_sample=True).shape == (3, n)
@@ -274,11 +277,21 @@ def test_to_tokens_layouts(gen):
 # --------------------------------------------------------------------------- resampling
 
 
-def test_resample_integer_downsampling_is_area_average(gen):
-    x = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64)
-    got = resample_to(x, (2, 2))
-    assert np.allclose(got.numpy(), np_area_downsample(x.numpy(), 2), rtol=0, atol=1e-14)
-    assert resample_to(x, (4, 4)) is x
+@pytest.mark.parametrize('size_in,stride', [(4, 2), (6, 3), (8, 4)])
+def test_resample_integer_downsampling_is_area_average(size_in, stride, gen):
+    x = torch.randn(2, 3, size_in, size_in, generator=gen, dtype=torch.float64)
+    got = resample_to(x, (size_in // stride, size_in // stride))
+    assert np.allclose(got.numpy(), np_area_downsample(x.numpy(), stride), rtol=0, atol=1e-14)
+    assert resample_to(x, (size_in, size_in)) is x
+
+
+def test_resample_mixed_integer_factors(gen):
+    x = torch.randn(1, 2, 6, 4, generator=gen, dtype=torch.float64)
+    got = resample_to(x, (2, 2)).numpy()  # 3x2 cells
+    for i in range(2):
+        for j in range(2):
+            cell = x.numpy()[:, :, 3 * i:3 * i + 3, 2 * j:2 * j + 2]
+            assert np.allclose(got[:, :, i, j], cell.mean(axis=(2, 3)), atol=1e-14)
 
 
 def np_bilinear(a, h, w):
@@ -307,7 +320,7 @@ def test_resample_other_sizes_is_bilinear(size, gen):
     assert np.allclose(got.numpy(), np_bilinear(x.numpy(), *size), rtol=0, atol=1e-12)
 
 
-# --------------------------------------------------------------------------- standardize and distances
+# ---------------------------------------------------------------- standardize and distances
 
 
 def test_standardize_zero_mean_unit_variance(gen):

@@ -157,6 +157,7 @@ def test_fast_forward_is_identity_view(gen):
     x = make_features((2, 6, 5, 5), 1, gen).requires_grad_()
     y = vcreg_fast(x, ALPHA, BETA)
     assert y is not x
+    assert y.data_ptr() == x.data_ptr()  # a view: the identity costs no copy
     assert y.shape == x.shape and y.dtype == x.dtype
     assert torch.equal(y, x)
     assert y.requires_grad and y.grad_fn is not None
@@ -247,6 +248,7 @@ def test_autocast_does_not_lower_statistics_precision(gen):
     ((1, 8), 1, 'n=1'),
     ((4, 1, 3, 3), 1, 'd=1'),
     ((1, 5, 1, 1), 1, 'n=1'),
+    ((1, 1, 6), -1, 'n=1'),
 ])
 def test_too_few_samples_or_channels(fn, shape, channel_dim, what):
     x = torch.randn(shape, requires_grad=True)

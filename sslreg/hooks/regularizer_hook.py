@@ -24,8 +24,10 @@ class RegularizerHook(Hook):
         regularizers: name -> regularizer dict, e.g.
             ``dict(vcreg=dict(type='VCReg', layers='backbone.layer*.*'))``. Empty: only
             collect the model's own regularizer necks.
-        schedule: 'constant', or 'linear' warm-up of every loss weight from 0 over
-            ``warmup_iters`` iterations.
+        schedule: 'constant', or 'linear' warm-up over ``warmup_iters`` iterations of
+            the loss weight of every regularizer: the hook's own and those in the model
+            (a ``RegularizedModel``'s too, so a hook with no regularizers of its own can
+            schedule the wrapper's).
         warmup_iters: length of the linear warm-up.
     """
 
@@ -41,10 +43,15 @@ class RegularizerHook(Hook):
         self.schedule, self.warmup_iters = schedule, warmup_iters
         self.regularizers: Dict[str, Regularizer] = {}
         self._collected: Dict[str, Regularizer] = {}
+        self._scheduled = []
         self._handles = []
 
     def before_train(self, runner):
+        from ..models import RegularizedModel
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        # Layer names are relative to the architecture, with or without the wrapper.
+        wrapped = isinstance(model, RegularizedModel)
+        target = model.architecture if wrapped else model
         for name, cfg in self.regularizer_cfgs.items():
             reg = MODELS.build(cfg)
             if reg.needs_probe or any(True for _ in reg.parameters()):
@@ -52,31 +59,30 @@ class RegularizerHook(Hook):
                     f'RegularizerHook: {type(reg).__name__} ({name!r}) has parameters, and a hook '
                     'runs after the optimizer and DDP are built. Declare it in the model: '
                     "model = dict(type='RegularizedModel', architecture=..., regularizers=...)")
-            reg.attach(model)
+            reg.attach(target)
             self.regularizers[name] = reg
-        self._collected = dict(self.regularizers)
-        from ..models import RegularizedModel
-        if not isinstance(model, RegularizedModel):  # it collects its own
-            for path, reg in find_regularizers(model).items():
-                self._collected[getattr(reg, 'name', None) or path.replace('.', '_')] = reg
-        if not self._collected:
+        in_model = find_regularizers(model)  # the wrapper's own and necks
+        self._scheduled = list(self.regularizers.values()) + list(in_model.values())
+        if not self._scheduled:
             raise ValueError('RegularizerHook has nothing to do: no regularizers given and '
-                             'none in the model (VCRegNeck, SIMNeck)')
-        self._handles = [
-            model.register_forward_pre_hook(self._open, with_kwargs=True),
-            model.register_forward_hook(self._close, with_kwargs=True)]
+                             'none in the model (RegularizedModel, VCRegNeck, SIMNeck)')
+        self._collected = dict(self.regularizers)
+        if not wrapped:  # RegularizedModel collects the regularizers inside it itself
+            for path, reg in in_model.items():
+                self._collected[getattr(reg, 'name', None) or path.replace('.', '_')] = reg
+        if self._collected:
+            self._handles = [
+                model.register_forward_pre_hook(self._open, with_kwargs=True),
+                model.register_forward_hook(self._close, with_kwargs=True)]
         runner.logger.info('RegularizerHook: ' + '; '.join(
             f'{name} on {reg.layer_names or "its neck position"}'
             for name, reg in self._collected.items()))
-
-    def _scheduled(self):
-        return set(self.regularizers.values()) | set(self._collected.values())
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         scale = 1.0
         if self.schedule == 'linear':
             scale = min(1.0, (runner.iter + 1) / self.warmup_iters)
-        for reg in self._scheduled():
+        for reg in self._scheduled:
             reg.weight_scale = scale
 
     def _open(self, module, args, kwargs):

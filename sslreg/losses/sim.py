@@ -130,7 +130,7 @@ def gather_tokens(tokens: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
                      f'got {tuple(idx.shape)}')
 
 
-# --------------------------------------------------------------------------- standardization and losses
+# ---------------------------------------------------------------- standardization and losses
 
 
 def standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

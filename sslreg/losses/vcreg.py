@@ -44,8 +44,10 @@ Equivalently, each rank back-propagates the gradient of the sum of all ranks'
 (identical) losses: :func:`vcreg_loss` gets this from an all-reduce whose
 backward sums gradients over ranks, :func:`vcreg_fast` by scaling its analytic
 gradient by ``world_size``. Without an initialized process group, or with
-world size 1, ``sync`` does nothing. All ranks must call with the same
-``sync``, ``channel_dim`` and ``d``, since the all-reduces are collective.
+world size 1, ``sync`` does nothing. The all-reduces are collective: all
+ranks must call with the same ``sync``, ``channel_dim`` and ``d`` (and, for
+:func:`vcreg_loss`, back-propagate through it, since its backward all-reduces
+too); ranks may hold different numbers of samples.
 """
 import math
 from typing import List, NamedTuple, Optional
@@ -103,8 +105,9 @@ class _Layout(NamedTuple):
     channel axis is already the fastest-varying one, a copy otherwise).
     """
     shape: torch.Size
-    channel_dim: int
+    channel_dim: int  # resolved to 0 <= channel_dim < x.dim()
     batched: bool
+    given_channel_dim: int  # as the caller wrote it, for error messages
 
     @classmethod
     def of(cls, x: torch.Tensor, channel_dim: int) -> '_Layout':
@@ -119,7 +122,7 @@ class _Layout(NamedTuple):
             raise _size_error(x.shape, channel_dim, x.numel() // max(d, 1), d)
         inner = math.prod(x.shape[k + 1:])
         batched = inner > 1 and inner >= d and x.is_contiguous()
-        return cls(x.shape, k, batched)
+        return cls(x.shape, k, batched, channel_dim)
 
     @property
     def d(self) -> int:
@@ -186,17 +189,19 @@ def _mean_and_covariance(z: torch.Tensor, layout: _Layout, world_size: int):
     ``sum z z^T - n mean mean^T``: the one-pass form cancels catastrophically in
     float32 when the mean is large compared to the spread.
     """
-    sample_dims = (0, 2) if layout.batched else (0,)
     n = z.numel() // layout.d
-    # float64 accumulation: an error in the mean shifts every centred sample, and
-    # the fast backward (which has no mean-correction term) passes it on as is.
-    total = z.sum(dim=sample_dims, dtype=torch.float64)
+    # An error in the mean shifts every centred sample, and the fast backward (no
+    # mean-correction term) passes it on: per-row partial sums stay in z's dtype
+    # (short, cascade-summed), their total is taken in float64. Asking sum() for
+    # float64 directly would first copy all of z to float64.
+    partial = z.sum(dim=2) if layout.batched else z
+    total = partial.sum(dim=0, dtype=torch.float64)
     if world_size > 1:
         count = torch.tensor([n], dtype=torch.int64, device=z.device)
         dist.all_reduce(count)
         n = int(count.item())
     if n < 2:
-        raise _size_error(layout.shape, layout.channel_dim, n, layout.d)
+        raise _size_error(layout.shape, layout.given_channel_dim, n, layout.d)
     mean = (_sum_over_ranks(total, world_size) / n).to(z.dtype)
     if layout.batched:
         zc = z - mean[:, None]
@@ -204,7 +209,7 @@ def _mean_and_covariance(z: torch.Tensor, layout: _Layout, world_size: int):
     else:
         zc = z - mean
         scatter = zc.T @ zc
-    del zc  # the only n x d temporary; free it before the reduction
+    del zc  # the n x d temporary (besides an fp16/bf16 upcast); free it early
     return mean, _sum_over_ranks(scatter, world_size) / (n - 1), n
 
 

@@ -1,0 +1,106 @@
+"""sslreg.compat: MMEngine checkpoints under torch's default safe loading; CPU fixes."""
+import pickle
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch import nn
+from torch.utils.data import Dataset
+
+from sslreg import compat
+
+
+class Line(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        out = self.lin(inputs).squeeze(-1)
+        return dict(loss=(out - labels).square().mean()) if mode == 'loss' else out
+
+
+class Points(Dataset):
+    metainfo = dict(classes=('a', 'b'))
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        return dict(inputs=torch.randn(2, generator=g), labels=torch.tensor(float(i % 2)))
+
+
+def _runner(work_dir, **kw):
+    return Runner(
+        model=Line(), work_dir=str(work_dir),
+        train_dataloader=dict(dataset=Points(), sampler=dict(type='DefaultSampler'),
+                              batch_size=4, collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=True, max_epochs=kw.pop('max_epochs', 1)),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        param_scheduler=[dict(type='LinearLR', start_factor=0.5, by_epoch=False, end=2)],
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
+        default_scope='mmengine', **kw)
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    work = tmp_path_factory.mktemp('ckpt')
+    _runner(work, experiment_name='write').train()
+    return work / 'epoch_1.pth'
+
+
+def test_runner_checkpoint_loads_with_default_safe_loading(checkpoint):
+    # The default of torch.load is weights_only=True on this torch; nothing is switched off.
+    ckpt = torch.load(checkpoint)
+    hub = ckpt['message_hub']['log_scalars']
+    assert 'train/loss' in hub and len(hub['train/loss'].data[0]) > 0
+    assert set(ckpt) >= {'meta', 'state_dict', 'optimizer', 'param_schedulers'}
+
+
+def test_resume_and_load_from_go_through_safe_loading(checkpoint, tmp_path):
+    runner = _runner(tmp_path, max_epochs=2, resume=True, load_from=str(checkpoint),
+                     experiment_name='resume')
+    runner.train()
+    assert runner.epoch == 2 and (tmp_path / 'epoch_2.pth').exists()
+    weights = torch.load(checkpoint)['state_dict']
+    fresh = _runner(tmp_path / 'b', load_from=str(checkpoint), experiment_name='load')
+    fresh.load_or_resume()
+    assert torch.equal(fresh.model.lin.weight, weights['lin.weight'])
+
+
+def test_arbitrary_getattr_is_still_refused(tmp_path):
+    from collections import OrderedDict
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    class Evil:  # getattr on objects safe loading allows, for names HistoryBuffer never uses
+        def __init__(self, obj, name):
+            self.obj, self.name = obj, name
+
+        def __reduce__(self):
+            return (getattr, (self.obj, self.name))
+    for obj, name in ((OrderedDict, 'fromkeys'), (HistoryBuffer, '__init__')):
+        path = tmp_path / 'evil.pth'
+        torch.save({'x': Evil(obj, name)}, path)
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(path)
+
+
+def test_config_fixes_for_cpu():
+    cfg = Config(dict(
+        train_dataloader=dict(num_workers=0, persistent_workers=True,
+                              collate_fn=dict(type='default_collate', _scope_='mmpretrain')),
+        model=dict(backbone=dict(norm_cfg=dict(type='SyncBN')),
+                   heads=[dict(norm_cfg=dict(type='SyncBN', requires_grad=True))]),
+        env_cfg=dict(dist_cfg=dict(backend='nccl')), launcher='pytorch'))
+    compat.fix_config_for_this_machine(cfg)
+    assert cfg.train_dataloader.persistent_workers is False
+    assert '_scope_' not in cfg.train_dataloader.collate_fn
+    if not torch.cuda.is_available():
+        assert cfg.model.backbone.norm_cfg.type == 'BN'
+        assert cfg.model.heads[0].norm_cfg.type == 'BN'
+        assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+        assert cfg.model_wrapper_cfg.type == 'CPUDistributedDataParallel'
