@@ -338,6 +338,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                    reason='needs torch.distributed with the gloo backend')
 def test_sync_two_processes_match_the_joined_batch(tmp_path):
     mp.spawn(_ddp_worker, args=(WORLD, _free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f'rank{r}.pt') for r in range(WORLD)]
