@@ -366,3 +366,42 @@ def test_sync_two_processes_match_the_joined_batch(tmp_path):
     for form in ('fast', 'explicit'):
         averaged = sum(res[f'weight_grad_{form}'] for res in ranks) / WORLD
         assert rel_err(averaged, W.grad) < 1e-6
+
+
+# ----------------------------------------------------------------- sampled statistics
+@pytest.mark.parametrize('shape,channel_dim,positions', [
+    ((3, 4, 6, 5), 1, 30),   # batched layout: spatial positions shared by the batch
+    ((3, 7, 5), -1, 21),     # row layout: samples are rows
+])
+def test_sampled_fast_is_the_exact_gradient_of_the_sampled_subset(shape, channel_dim,
+                                                                  positions):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(*shape, dtype=torch.float64)
+    ratio = 0.4
+    torch.manual_seed(7)
+    stats = []
+    (vcreg_fast(x, 0.5, 2.0, channel_dim=channel_dim, stats=stats, sample_ratio=ratio)
+     * w).sum().backward()
+    torch.manual_seed(7)  # the same draw, made explicit
+    idx = torch.randperm(positions)[:math.ceil(ratio * positions)].sort().values
+    x2 = x.detach().clone().requires_grad_(True)
+    if channel_dim == 1:
+        sub = x2.flatten(2)[:, :, idx]
+    else:
+        sub = x2.reshape(-1, shape[-1])[idx]
+    explicit = vcreg_loss(sub, 0.5, 2.0, channel_dim=1 if channel_dim == 1 else -1)
+    explicit.backward()
+    torch.testing.assert_close(x.grad, w + x2.grad, rtol=1e-9, atol=1e-12)
+    assert stats[0].item() == pytest.approx(explicit.item(), rel=1e-12)
+    assert (x2.grad != 0).any(dim=channel_dim).sum() < x2.grad.numel() // shape[channel_dim]
+
+
+def test_sample_ratio_one_is_exact_and_range_is_checked():
+    x = torch.randn(4, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    g_exact = torch.autograd.grad(vcreg_fast(x, 1.0, 1.0).sum(), x)[0]
+    g_one = torch.autograd.grad(vcreg_fast(x, 1.0, 1.0, sample_ratio=1.0).sum(), x)[0]
+    assert torch.equal(g_exact, g_one)
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match=r'\(0, 1\]'):
+            vcreg_fast(x, 1.0, 1.0, sample_ratio=bad)

@@ -291,6 +291,22 @@ def vcreg_loss(x: torch.Tensor,
         return _vcreg_of_covariance(C, alpha, beta, eps, delta)
 
 
+def _sample_positions(z: torch.Tensor, layout: _Layout, ratio: float) -> Optional[torch.Tensor]:
+    """Indices of the sampled samples, or None for exact statistics (ratio 1).
+
+    Batched layout ``(B, d, S)``: the same ``ceil(ratio*S)`` positions of every map
+    (at least 2); row layout ``(n, d)``: ``ceil(ratio*n)`` rows (at least 2)."""
+    if ratio >= 1:
+        return None
+    total = z.shape[2] if layout.batched else z.shape[0]
+    k = min(total, max(2, math.ceil(ratio * total)))
+    return torch.randperm(total, device=z.device)[:k].sort().values
+
+
+def _take(z: torch.Tensor, layout: _Layout, idx: torch.Tensor) -> torch.Tensor:
+    return z.index_select(2 if layout.batched else 0, idx)
+
+
 class _VCRegFast(torch.autograd.Function):
     r"""Identity forward; backward adds :math:`\partial \ell / \partial x`.
 
@@ -309,17 +325,20 @@ class _VCRegFast(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, alpha, beta, eps, delta, channel_dim, world_size, stats):
+    def forward(ctx, x, alpha, beta, eps, delta, channel_dim, world_size, stats, sample_ratio):
         layout = _Layout.of(x, channel_dim)
         with torch.autocast(x.device.type, enabled=False):
             z = layout.samples(x, _stat_dtype(x.dtype))
+            idx = _sample_positions(z, layout, sample_ratio)
+            if idx is not None:
+                z = _take(z, layout, idx)
             mean, C, n = _mean_and_covariance(z, layout, world_size)
             del z
             if stats is not None:
                 stats.append(_vcreg_of_covariance(C, alpha, beta, eps, delta).detach())
             G = _vcreg_grad_of_covariance(C, alpha, beta, eps, delta)
             M = (G + G.T) * (world_size / (n - 1))
-        ctx.layout = layout
+        ctx.layout, ctx.idx = layout, idx
         ctx.save_for_backward(x, mean, M)
         # A view, so autograd records this Function without copying x.
         return x.view_as(x)
@@ -327,20 +346,26 @@ class _VCRegFast(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x, mean, M = ctx.saved_tensors
-        layout = ctx.layout
+        layout, idx = ctx.layout, ctx.idx
         with torch.autocast(x.device.type, enabled=False):
             # Re-centre rather than expanding z_c M = z M - 1 mean^T M: the expanded
             # form loses ~|mean|/std digits in float32 and measured no faster.
             z = layout.samples(x, M.dtype)
+            if idx is not None:
+                z = _take(z, layout, idx)
             z_c = z - (mean[:, None] if layout.batched else mean)
             del z
             grad_in = layout.samples(grad_y, M.dtype)
-            if layout.batched:
+            if idx is not None:  # only the sampled samples get the regularizer's gradient
+                grad_sampled = M @ z_c if layout.batched else z_c @ M
+                # grad_in may be a view of grad_y, which must not be written to
+                grad_z = grad_in.clone().index_add_(2 if layout.batched else 0, idx, grad_sampled)
+            elif layout.batched:
                 grad_z = torch.baddbmm(grad_in, M.expand(z_c.shape[0], -1, -1), z_c)
             else:
                 grad_z = torch.addmm(grad_in, z_c, M)  # M is symmetric: rows times M
         grad_x = layout.restore(grad_z).to(x.dtype)
-        return grad_x, None, None, None, None, None, None, None
+        return grad_x, None, None, None, None, None, None, None, None
 
 
 def vcreg_fast(x: torch.Tensor,
@@ -350,7 +375,8 @@ def vcreg_fast(x: torch.Tensor,
                delta: Optional[float] = None,
                channel_dim: int = 1,
                sync: bool = False,
-               stats: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+               stats: Optional[List[torch.Tensor]] = None,
+               sample_ratio: float = 1.0) -> torch.Tensor:
     r"""Gradient-only VCReg: returns ``x``; backward adds :math:`\nabla_x\ell_{vcreg}`.
 
     ``y = vcreg_fast(x, ...)`` has the values, dtype and shape of ``x``; for any
@@ -363,6 +389,16 @@ def vcreg_fast(x: torch.Tensor,
     Args:
         stats: if a list, the detached loss value (0-dim tensor) is appended to
             it; it costs ``O(d^2)`` on top of ``C``, which is computed anyway.
+        sample_ratio: in (0, 1]. Below 1, ``C`` and the mean are estimated from a
+            random fraction of the samples (of the spatial positions, shared by the
+            batch, for ``(N, C, H, W)`` maps) and only those samples receive the
+            gradient, which is that of :math:`\ell_{vcreg}` of the subset. ``C`` of
+            the subset is an unbiased estimate of ``C``; the gradient per sampled row
+            is about ``1/ratio`` times the exact one, so its expectation over the
+            draw is close to the exact gradient (the loss is not linear in ``C``, so
+            not equal). It cuts the two ``n d^2`` products by ``ratio``: the way to
+            a small overhead on wide, high-resolution maps (ResNet stage 1), traded
+            for gradient noise. 1 (exact) is the default.
 
     Returns:
         A view of ``x`` recorded by autograd. Modifying it in place raises
@@ -373,6 +409,9 @@ def vcreg_fast(x: torch.Tensor,
         must take the same branch, since statistics are all-reduced.
     """
     _check_hparams(eps, delta)
+    if not 0 < sample_ratio <= 1:
+        raise ValueError(f'sample_ratio is the fraction of samples used for the statistics '
+                         f'and must be in (0, 1], got {sample_ratio}')
     if not (torch.is_grad_enabled() and x.requires_grad):
         _Layout.of(x, channel_dim)  # same argument errors as the training path
         if stats is not None:
@@ -380,4 +419,4 @@ def vcreg_fast(x: torch.Tensor,
                 stats.append(vcreg_loss(x, alpha, beta, eps, delta, channel_dim, sync))
         return x
     return _VCRegFast.apply(x, alpha, beta, eps, delta, channel_dim, _world_size(sync),
-                            stats)
+                            stats, sample_ratio)

@@ -35,15 +35,21 @@ class VCReg(Regularizer):
         channel_dim: None picks 1 for 4-D/2-D maps and -1 for (N, L, C) tokens
             (:func:`channel_dim_for`).
         sync: statistics over all DDP ranks.
+        sample_ratio: fast mode only: estimate the statistics from this fraction of
+            the positions (see :func:`vcreg_fast`); 1 = exact (default).
     """
 
     def __init__(self, layers=None, alpha: float = 1.0, beta: float = 1.0, eps: float = 1e-4,
                  delta: Optional[float] = None, mode: str = 'fast',
                  channel_dim: Optional[int] = None, sync: bool = False,
-                 loss_weight: float = 1.0, input_index: int = 0):
+                 sample_ratio: float = 1.0, loss_weight: float = 1.0, input_index: int = 0):
         super().__init__(layers, loss_weight, input_index)
         if mode not in MODES:
             raise ValueError(f"VCReg mode must be one of {MODES}, got {mode!r}")
+        if not 0 < sample_ratio <= 1 or (mode == 'explicit' and sample_ratio != 1):
+            raise ValueError(f"VCReg sample_ratio must be in (0, 1] and is for mode='fast' "
+                             f"only; got sample_ratio={sample_ratio}, mode={mode!r}")
+        self.sample_ratio = sample_ratio
         self.alpha, self.beta, self.eps, self.delta = alpha, beta, eps, delta
         self.mode, self.channel_dim, self.sync = mode, channel_dim, sync
 
@@ -59,7 +65,8 @@ class VCReg(Regularizer):
         alpha, beta = self.alpha * self.weight, self.beta * self.weight
         if self.mode == 'fast':
             stats = [] if self.active else None
-            y = vcreg_fast(x, alpha, beta, self.eps, self.delta, channel_dim, self.sync, stats)
+            y = vcreg_fast(x, alpha, beta, self.eps, self.delta, channel_dim, self.sync, stats,
+                           self.sample_ratio)
             if stats:
                 self.add_term('value', stats[0])
             return y
