@@ -8,6 +8,6 @@ from .version import __version__
 
 compat.apply()
 
-from . import hooks, models  # noqa: E402,F401  (registers)
+from . import datasets, evaluation, hooks, models  # noqa: E402,F401  (registers)
 
 __all__ = ['__version__', 'compat']

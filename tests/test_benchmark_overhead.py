@@ -3,6 +3,7 @@
 No assertion here is about speed: timings on a shared CPU say nothing in a test.
 """
 import importlib.util
+import inspect
 import json
 
 import pytest
@@ -64,6 +65,17 @@ def test_named_variants_run_on_every_backbone_with_their_baseline(bench):
     assert plan == {'resnet18': ['none', 'vcreg-fast'], 'vit-b32': ['none', 'vcreg-fast']}
 
 
+def test_sampled_row_exactly_when_vcreg_can_sample(bench):
+    from sslreg.regularizers.vcreg import VCReg
+    can_sample = 'sample_ratio' in inspect.signature(VCReg.__init__).parameters
+    assert ('vcreg-fast-sampled' in bench.VARIANTS) == can_sample
+    if can_sample:
+        cfg = bench.VARIANTS['vcreg-fast-sampled'].regularizers(bench.BACKBONES['resnet50'])
+        assert cfg['vcreg']['mode'] == 'fast'
+        assert cfg['vcreg']['sample_ratio'] == bench.SAMPLED_FRACTION < 1
+        assert 'vcreg-fast-sampled' in bench.rows_to_run(['resnet50'], None)['resnet50']
+
+
 def test_saved_activation_bytes_dedupes_storages_and_skips_parameters(bench):
     linear = torch.nn.Linear(4, 4, bias=False)
     x = torch.randn(3, 4)
@@ -80,7 +92,10 @@ def test_saved_activation_bytes_dedupes_storages_and_skips_parameters(bench):
 def test_tiny_run_writes_rows_with_regularizers_attached(bench, tmp_path):
     out = tmp_path / 'overhead.json'
     threads_before = torch.get_num_threads()
-    result = bench.main(['--backbones', 'resnet18', '--variants', 'none,vcreg-fast,rhosim',
+    variants = ['none', 'vcreg-fast', 'rhosim']
+    sampled = 'vcreg-fast-sampled' in bench.VARIANTS
+    variants += ['vcreg-fast-sampled'] if sampled else []
+    result = bench.main(['--backbones', 'resnet18', '--variants', ','.join(variants),
                          '--batch', '2', '--size', '32', '--repeats', '2', '--warmup', '1',
                          '--threads', '1', '--device', 'cpu', '--out', str(out)])
     assert torch.get_num_threads() == threads_before  # --threads is undone on return
@@ -88,7 +103,7 @@ def test_tiny_run_writes_rows_with_regularizers_attached(bench, tmp_path):
     assert saved['info']['threads'] == 1
     assert saved['rows'] == json.loads(json.dumps(result['rows']))
     rows = {r['variant']: r for r in saved['rows']}
-    assert set(rows) == {'none', 'vcreg-fast', 'rhosim'}
+    assert set(rows) == set(variants)
     for row in rows.values():
         assert row['backbone'] == 'resnet18' and row['batch'] == 2 and row['size'] == 32
         assert len(row['times_s']) == 2 and all(t > 0 for t in row['times_s'])
@@ -101,5 +116,7 @@ def test_tiny_run_writes_rows_with_regularizers_attached(bench, tmp_path):
     # The regularizers add arithmetic: were they not attached, these would be 1.0.
     assert rows['vcreg-fast']['flop_ratio'] > 1
     assert rows['rhosim']['flop_ratio'] > 1
+    if sampled:  # attached, and with less arithmetic than the exact statistics
+        assert 1 < rows['vcreg-fast-sampled']['flop_ratio'] < rows['vcreg-fast']['flop_ratio']
     # rhoSIM's reconstructor heads add parameters, gradients and saved activations.
     assert rows['rhosim']['memory_ratio'] > 1

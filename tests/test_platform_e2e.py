@@ -31,7 +31,7 @@ def scalars(work_dir: Path):
 
 def test_classifier_train_test_resume(small_data, tmp_path):
     opts = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=96',
-            'val_dataloader.dataset.indices=64']
+            'val_dataloader.dataset.indices=64', 'test_dataloader.dataset.indices=64']
     log = run_tool('tools/train.py', CUB, '--work-dir', tmp_path, *opts)
     acc = last_metric(log, 'accuracy/top1')
     ckpt = tmp_path / 'epoch_1.pth'
@@ -50,7 +50,8 @@ def test_classifier_train_test_resume(small_data, tmp_path):
 
 def test_segmentor_train_test(small_data, tmp_path):
     opts = ['--cfg-options', 'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
-            'default_hooks.checkpoint.interval=4', 'val_dataloader.dataset.indices=2']
+            'default_hooks.checkpoint.interval=4', 'val_dataloader.dataset.indices=2',
+            'test_dataloader.dataset.indices=2']
     log = run_tool('tools/train.py', DRIVE, '--work-dir', tmp_path, *opts)
     dice = last_metric(log, 'mDice')
     ckpt = tmp_path / 'iter_4.pth'
@@ -60,7 +61,9 @@ def test_segmentor_train_test(small_data, tmp_path):
 
 def test_detector_train_test(small_data, tmp_path):
     opts = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=16',
-            'val_dataloader.dataset.indices=8']
+            'val_dataloader.dataset.indices=8', 'test_dataloader.dataset.indices=8',
+            # two iterations leave every score under the stock 0.05: keep them all
+            'model.test_cfg.score_thr=0.0']
     log = run_tool('tools/train.py', RETINA, '--work-dir', tmp_path, *opts)
     mAP = last_metric(log, 'coco/bbox_mAP')
     test_log = run_tool('tools/test.py', RETINA, tmp_path / 'epoch_1.pth', '--work-dir',

@@ -3,12 +3,17 @@ from mmengine.registry import MODELS
 
 from ..regularizers import SIM, RhoSIM, VCReg
 from .ddp import CPUDistributedDataParallel
+from .mcr import MCR
+from .late_cls_vit import LateClsViT
 from .necks import SIMNeck, VCRegNeck
+from .pyramid_neck import SimplePyramidNeck
 from .regularized_model import RegularizedModel
+from .sidae import SidAE
+from .ser import SERBarlowTwins, SERDINO, SERMoCoV3
 
 # The torch-only regularizers, by name, for `regularizers=dict(x=dict(type='RhoSIM'))`.
 for _cls in (VCReg, RhoSIM, SIM):
     MODELS.register_module(module=_cls)
 
 __all__ = ['CPUDistributedDataParallel', 'RegularizedModel', 'VCRegNeck', 'SIMNeck',
-           'VCReg', 'RhoSIM', 'SIM']
+           'SimplePyramidNeck', 'VCReg', 'RhoSIM', 'SIM']

@@ -1,0 +1,31 @@
+# The small real fundus set of tools/data/make_small_datasets.py in the STARE layout:
+# crops of scikit-image's retina photograph, vessel labels made by a vesselness filter
+# (not expert annotations). mmseg's stock STARE dataset config with a CPU-sized scale
+# (the stock 128x128 training crops are kept).
+_base_ = 'mmseg::_base_/datasets/stare.py'
+
+data_root = 'data/small/STARE'
+img_scale = (160, 160)
+crop_size = (128, 128)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=img_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    num_workers=0, persistent_workers=False,
+    dataset=dict(dataset=dict(data_root=data_root, pipeline=train_pipeline)))
+val_dataloader = dict(
+    num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader

@@ -1,0 +1,486 @@
+r"""SER on three SSL algorithms: ``SERMoCoV3``, ``SERBarlowTwins``, ``SERDINO``.
+
+Soft Equivariance Regularization (Lee, Kim, Kim, Lee, Lee, ICLR 2026,
+arXiv:2603.06693; authors' code github.com/aitrics-chris/SER). The base method's
+invariance loss stays on the final embedding; a patch-wise NT-Xent
+(:mod:`sslreg.losses.ser`) asks the token map after block ``k`` of a
+:class:`~sslreg.models.LateClsViT` to transform with the image under rotations by
+90 degrees, flips and patch-aligned scalings (:mod:`sslreg.geometry`):
+
+.. math::
+
+    \mathcal{L} = \mathcal{L}_{inv} + \lambda\, \mathcal{L}_{equiv}
+
+The batch (of each rank) is split: the first ``B - n`` samples form the
+**baseline sub-batch** (the base method's usual two crops, views 0 and 1 of
+:class:`~sslreg.datasets.GeometricGroupViews`), the last ``n = round(equiv_ratio * B)``
+(at least ``min_equiv_samples`` when ``equiv_ratio > 0``) the **equivariance
+sub-batch**: views 0 and 2 (one crop, independent photometric jitter) moved by the
+sampled group elements, :math:`x_1 = g_1 v_0`, :math:`x_2 = g_2 v_2`. Both
+sub-batches feed :math:`\mathcal{L}_{inv}` (their final embeddings are
+concatenated before the neck, so BatchNorm in the neck sees the whole batch); only
+the equivariance sub-batch feeds :math:`\mathcal{L}_{equiv}`. The geometry is applied
+here, on the normalized batch, rather than in the data pipeline: views of a batch
+must stack, and the image and token-map actions then share one resampling kernel.
+Equivariance views of different sizes are run through the backbone in buckets of
+equal shape (a ViT treats samples independently, so bucketing changes nothing but
+speed).
+
+The equivariance path has no ``no_grad`` and a gradient-keeping cross-rank gather:
+its gradient reaches the projector and blocks ``1..k`` (and nothing after block
+``k``: the token map is read before the CLS token joins). With ``equiv_ratio = 0`` the
+algorithm *is* its base (the base class's ``loss`` runs), and ``lambda_equiv = 0``
+skips the equivariance loss.
+
+Loss keys: ``loss_inv`` (the base loss), ``loss_equiv`` (:math:`\lambda\mathcal{L}_{equiv}`,
+only when computed) and the logged-only ``equiv_nce`` (:math:`\mathcal{L}_{equiv}`).
+
+Defaults and where they come from (the ``ser`` dict of each algorithm):
+
+=====================  ================  =====================================================
+option                 default           source
+=====================  ================  =====================================================
+layer ``k``            3                 paper / released ``--equiv-layer 3`` (LateClsViT's
+                                         ``cls_insert_layer``)
+``tau``                0.2 MoCo v3,      the issue ("as in the paper"); the released
+                       0.4 BT / DINO     ``run_pretrain.sh`` uses ``--temperature-equiv 0.5``
+                                         for MoCo v3 (0.2 there is MoCo's own temperature)
+                                         and 0.4 for Barlow Twins / DINO -- unverified which
+                                         the paper's table used
+``lambda_equiv``       1.0 MoCo v3 / BT,  released ``run_pretrain.sh`` (``--equiv-lambda``)
+                       0.3 DINO
+``equiv_ratio``        0.01              released ``--equiv-ratio-start 0.01`` (constant
+                                         schedule): ~1% of each batch, which is why SER
+                                         adds only ~1.008x FLOPs
+``proj_channels``      512               released ``projector_equiv``: 1x1 conv C->512,
+                                         GELU, 1x1 conv 512->512, no biases
+scale range / aspect   0.7-1.3 / 3/4-4/3 released ``--equiv-scale``, ``--equiv-aspect-ratio``
+                                         (area factor, as ``Aug_equi.get_params``)
+resampling             bilinear          the issue; the released code uses bicubic
+=====================  ================  =====================================================
+"""
+import math
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from mmengine.logging import MessageHub
+from mmengine.registry import MODELS
+from mmpretrain.models.selfsup.barlowtwins import BarlowTwins
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.models.selfsup.mocov3 import MoCoV3
+from mmpretrain.models.utils import CosineEMA
+from torch import nn
+
+from .. import geometry as G
+from ..losses.ser import flatten_maps, ser_equivariance_loss, world_info
+
+__all__ = ['SERMixin', 'SERProjector', 'SERMoCoV3', 'SERBarlowTwins', 'SERDINO']
+
+META_G1, META_G2 = 'ser_g1', 'ser_g2'
+
+
+class SERProjector(nn.Sequential):
+    """:math:`P`: 1x1 conv ``C -> hidden``, GELU, 1x1 conv ``hidden -> out``, no biases
+    (the released ``projector_equiv``); acts on ``(B, C, h, w)`` token maps."""
+
+    def __init__(self, in_channels: int, hidden_channels: int = 512, out_channels: int = 512):
+        super().__init__(
+            nn.Conv2d(in_channels, hidden_channels, 1, bias=False), nn.GELU(),
+            nn.Conv2d(hidden_channels, out_channels, 1, bias=False))
+
+
+def _bucket_by_shape(xs: Sequence[torch.Tensor]) -> 'OrderedDict[tuple, List[int]]':
+    buckets: 'OrderedDict[tuple, List[int]]' = OrderedDict()
+    for i, x in enumerate(xs):
+        buckets.setdefault(tuple(x.shape), []).append(i)
+    return buckets
+
+
+class SERMixin:
+    """Shared SER machinery; mixed into an SSL algorithm before its base class.
+
+    The algorithm calls :meth:`_init_ser` after its base ``__init__``, and in ``loss``:
+    :meth:`ser_split` (how many samples go to the equivariance sub-batch),
+    :meth:`ser_views` (the geometric views), :meth:`ser_encode` (backbone over the
+    views, bucketed; CLS features and token maps) and :meth:`ser_loss`
+    (:math:`\\mathcal{L}_{equiv}`).
+    """
+
+    SER_DEFAULTS = dict(lambda_equiv=1.0, tau=0.2, equiv_ratio=0.01, proj_channels=512,
+                        min_equiv_samples=2, resize_mode='bilinear', gather=True)
+
+    def _init_ser(self, ser: Optional[dict]):
+        cfg = dict(self.SER_DEFAULTS)
+        unknown = set(ser or {}) - set(cfg)
+        if unknown:
+            raise TypeError(f'unknown SER options {sorted(unknown)}; known: {sorted(cfg)}')
+        cfg.update(ser or {})
+        if not 0 <= cfg['equiv_ratio'] <= 1:
+            raise ValueError(f"equiv_ratio must be in [0, 1], got {cfg['equiv_ratio']}")
+        if cfg['lambda_equiv'] < 0 or not cfg['tau'] > 0:
+            raise ValueError('lambda_equiv must be >= 0 and tau > 0, got '
+                             f"{cfg['lambda_equiv']} and {cfg['tau']}")
+        if not hasattr(self.backbone, 'forward_with_tokens'):
+            raise TypeError(f'SER needs a backbone with forward_with_tokens (LateClsViT), got '
+                            f'{type(self.backbone).__name__}')
+        self.ser_cfg = cfg
+        self.lambda_equiv = float(cfg['lambda_equiv'])
+        self.equiv_tau = float(cfg['tau'])
+        self.equiv_ratio = float(cfg['equiv_ratio'])
+        self.ser_projector = SERProjector(self.backbone.embed_dims, cfg['proj_channels'],
+                                          cfg['proj_channels'])
+
+    # ------------------------------------------------------------------ pieces
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.backbone.patch_embed.projection.stride[0])
+
+    def ser_split(self, batch_size: int) -> int:
+        """Size of the equivariance sub-batch of a local batch of ``batch_size``."""
+        if self.equiv_ratio == 0:
+            return 0
+        n = int(round(self.equiv_ratio * batch_size))
+        return min(batch_size, max(n, int(self.ser_cfg['min_equiv_samples'])))
+
+    @staticmethod
+    def ser_group_elements(data_samples) -> Tuple[List[G.GroupElement], List[G.GroupElement]]:
+        g1s, g2s = [], []
+        for ds in data_samples:
+            meta = ds.metainfo if hasattr(ds, 'metainfo') else ds
+            if META_G1 not in meta or META_G2 not in meta:
+                raise KeyError(
+                    f"SER's equivariance sub-batch needs the group elements '{META_G1}' and "
+                    f"'{META_G2}' in each data sample's metainfo: use GeometricGroupViews in "
+                    f"the pipeline and PackInputs(meta_keys=(..., '{META_G1}', '{META_G2}'))")
+            g1s.append(G.GroupElement.from_tuple(meta[META_G1]))
+            g2s.append(G.GroupElement.from_tuple(meta[META_G2]))
+        return g1s, g2s
+
+    def ser_views(self, v0: torch.Tensor, v2: torch.Tensor, data_samples):
+        """``x1_i = g1_i . v0_i``, ``x2_i = g2_i . v2_i`` (lists; sizes may differ)."""
+        g1s, g2s = self.ser_group_elements(data_samples)
+        mode, unit = self.ser_cfg['resize_mode'], self.patch_size
+        x1s = G.act_each(list(v0), g1s, unit=unit, mode=mode)
+        x2s = G.act_each(list(v2), g2s, unit=unit, mode=mode)
+        return x1s, x2s, g1s, g2s
+
+    def ser_encode(self, backbone: nn.Module, xs: Sequence[torch.Tensor], with_tokens: bool):
+        """Backbone over single images ``xs`` (C, H, W), bucketed by shape.
+
+        Returns ``(cls, tokens)``: ``cls`` ``(len(xs), C)`` (the backbone's first output),
+        ``tokens`` a list of ``(C, h, w)`` maps (or None)."""
+        cls = [None] * len(xs)
+        tokens = [None] * len(xs) if with_tokens else None
+        for _, idx in _bucket_by_shape(xs).items():
+            batch = torch.stack([xs[i] for i in idx])
+            if with_tokens:
+                outs, tok = backbone.forward_with_tokens(batch)
+            else:
+                outs, tok = backbone(batch), None
+            for j, i in enumerate(idx):
+                cls[i] = outs[0][j]
+                if with_tokens:
+                    tokens[i] = tok[j]
+        return torch.stack(cls), tokens
+
+    def ser_loss(self, tok1: Sequence[torch.Tensor], tok2: Sequence[torch.Tensor],
+                 g1s: Sequence[G.GroupElement], g2s: Sequence[G.GroupElement]) -> torch.Tensor:
+        r""":math:`\mathcal{L}_{equiv}` of per-image token maps (view 1, view 2)."""
+        mode = self.ser_cfg['resize_mode']
+        p1 = self._project(tok1)
+        p2 = self._project(tok2)
+        u12, u21 = [], []
+        for a, b, g1, g2 in zip(p1, p2, g1s, g2s):
+            g_rel = G.relative(g1, g2)  # x2 = g_rel . x1
+            u12.append(G.act(a, g_rel, out_size=b.shape[-2:], mode=mode))
+            u21.append(G.act(b, G.inverse(g_rel), out_size=a.shape[-2:], mode=mode))
+        u12, ids2 = flatten_maps(u12)
+        v2, _ = flatten_maps(p2)
+        u21, ids1 = flatten_maps(u21)
+        v1, _ = flatten_maps(p1)
+        return ser_equivariance_loss(u12, v2, ids2, u21, v1, ids1, self.equiv_tau,
+                                     gather=self.ser_cfg['gather'])
+
+    def _project(self, maps: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        out = [None] * len(maps)
+        for _, idx in _bucket_by_shape(maps).items():
+            proj = self.ser_projector(torch.stack([maps[i] for i in idx]))
+            for j, i in enumerate(idx):
+                out[i] = proj[j]
+        return out
+
+    def _equiv_active(self) -> bool:
+        return self.lambda_equiv > 0
+
+    def ser_forward(self, inputs: List[torch.Tensor], data_samples, backbone: nn.Module):
+        """Online pass shared by the algorithms.
+
+        Returns ``(n_base, cls_a, cls_b, equiv, nce)``: the size of the baseline
+        sub-batch; CLS features ``(B, C)`` of the two branches (baseline sub-batch
+        first, then the equivariance sub-batch); ``equiv`` = ``(x1s, x2s)`` for the
+        momentum/teacher branch; ``nce`` = :math:`\\mathcal{L}_{equiv}` or None."""
+        if not isinstance(inputs, (list, tuple)) or len(inputs) < 3:
+            raise ValueError('SER with equiv_ratio > 0 needs three views per sample (two '
+                             'baseline crops and the second photometric view of crop 1): '
+                             'use GeometricGroupViews in the pipeline')
+        B = inputs[0].shape[0]
+        n_eq = self.ser_split(B)
+        nb = B - n_eq
+        x1s, x2s, g1s, g2s = self.ser_views(inputs[0][nb:], inputs[2][nb:], data_samples[nb:])
+        want = self._equiv_active()
+        cls1, tok1 = self.ser_encode(backbone, x1s, with_tokens=want)
+        cls2, tok2 = self.ser_encode(backbone, x2s, with_tokens=want)
+        if nb:
+            cls_a = torch.cat([backbone(inputs[0][:nb])[0], cls1])
+            cls_b = torch.cat([backbone(inputs[1][:nb])[0], cls2])
+        else:
+            cls_a, cls_b = cls1, cls2
+        nce = self.ser_loss(tok1, tok2, g1s, g2s) if want else None
+        return nb, cls_a, cls_b, (x1s, x2s), nce
+
+    def ser_target_cls(self, backbone: nn.Module, inputs, nb: int, equiv) -> Tuple[torch.Tensor, torch.Tensor]:
+        """CLS features of a momentum / teacher backbone, same layout as ser_forward's."""
+        x1s, x2s = equiv
+        c1, _ = self.ser_encode(backbone, x1s, with_tokens=False)
+        c2, _ = self.ser_encode(backbone, x2s, with_tokens=False)
+        if nb:
+            c1 = torch.cat([backbone(inputs[0][:nb])[0], c1])
+            c2 = torch.cat([backbone(inputs[1][:nb])[0], c2])
+        return c1, c2
+
+    def ser_losses(self, loss_inv: torch.Tensor, nce: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        losses = dict(loss_inv=loss_inv)
+        if nce is not None:
+            losses['loss_equiv'] = self.lambda_equiv * nce
+            losses['equiv_nce'] = nce.detach()
+        return losses
+
+    # ------------------------------------------------------------------ evaluation
+
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        return super().forward(inputs, data_samples, mode=mode)
+
+    @torch.no_grad()
+    def predict(self, inputs, data_samples=None):
+        """Equivariance scores at the regularized layer, per sample, for validation /
+        test with :class:`~sslreg.evaluation.EquivarianceMetric` (each data sample gets
+        ``equiv_scores``: a dict ``{name: cosine}``)."""
+        from ..evaluation.equivariance import DEFAULT_TRANSFORMS, per_sample_scores
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[0]
+        scores = per_sample_scores(self.backbone, inputs, DEFAULT_TRANSFORMS,
+                                   patch_size=self.patch_size)
+        data_samples = list(data_samples) if data_samples is not None else [
+            None] * inputs.shape[0]
+        out = []
+        for i, ds in enumerate(data_samples):
+            if ds is None:
+                from mmpretrain.structures import DataSample
+                ds = DataSample()
+            ds.set_field({k: float(v[i]) for k, v in scores.items()}, 'equiv_scores',
+                         field_type='metainfo')
+            out.append(ds)
+        return out
+
+
+# =========================================================================== MoCo v3
+
+
+@MODELS.register_module()
+class SERMoCoV3(SERMixin, MoCoV3):
+    """MoCo v3 + SER. Arguments of mmpretrain's ``MoCoV3`` plus ``ser`` (a dict:
+    ``lambda_equiv`` 1.0, ``tau`` 0.2, ``equiv_ratio`` 0.01, ``proj_channels`` 512,
+    ``min_equiv_samples`` 2, ``resize_mode`` 'bilinear', ``gather`` True; see the
+    module docstring for their sources). The backbone must be a ``LateClsViT``."""
+
+    SER_DEFAULTS = dict(SERMixin.SER_DEFAULTS, tau=0.2, lambda_equiv=1.0)
+
+    def __init__(self, backbone: dict, neck: dict, head: dict, base_momentum: float = 0.01,
+                 ser: Optional[dict] = None, **kwargs):
+        super().__init__(backbone=backbone, neck=neck, head=head, base_momentum=base_momentum,
+                         **kwargs)
+        self._init_ser(ser)
+
+    def loss(self, inputs: List[torch.Tensor], data_samples, **kwargs):
+        if self.ser_split(inputs[0].shape[0]) == 0:
+            return dict(loss_inv=MoCoV3.loss(self, inputs[:2], data_samples)['loss'])
+        nb, cls1, cls2, equiv, nce = self.ser_forward(inputs, data_samples, self.backbone)
+        q1 = self.neck((cls1,))[0]
+        q2 = self.neck((cls2,))[0]
+        with torch.no_grad():
+            self.momentum_encoder.update_parameters(nn.Sequential(self.backbone, self.neck))
+            m_backbone, m_neck = self.momentum_encoder.module[0], self.momentum_encoder.module[1]
+            c1, c2 = self.ser_target_cls(m_backbone, inputs, nb, equiv)
+            k1 = m_neck((c1,))[0]
+            k2 = m_neck((c2,))[0]
+        loss_inv = self.head.loss(q1, k2) + self.head.loss(q2, k1)
+        return self.ser_losses(loss_inv, nce)
+
+
+# =========================================================================== Barlow Twins
+
+
+@MODELS.register_module()
+class SERBarlowTwins(SERMixin, BarlowTwins):
+    """Barlow Twins + SER. Arguments of mmpretrain's ``BarlowTwins`` plus ``ser``
+    (defaults as ``SERMoCoV3`` but ``tau`` 0.4; module docstring)."""
+
+    SER_DEFAULTS = dict(SERMixin.SER_DEFAULTS, tau=0.4, lambda_equiv=1.0)
+
+    def __init__(self, backbone: dict, neck: dict, head: dict, ser: Optional[dict] = None,
+                 **kwargs):
+        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
+        self._init_ser(ser)
+
+    def loss(self, inputs: List[torch.Tensor], data_samples, **kwargs):
+        if self.ser_split(inputs[0].shape[0]) == 0:
+            return dict(loss_inv=BarlowTwins.loss(self, inputs[:2], data_samples)['loss'])
+        _, cls1, cls2, _, nce = self.ser_forward(inputs, data_samples, self.backbone)
+        z1 = self.neck((cls1,))[0]
+        z2 = self.neck((cls2,))[0]
+        return self.ser_losses(self.head.loss(z1, z2), nce)
+
+
+# =========================================================================== DINO
+
+
+class DINOProjectionHead(nn.Module):
+    """DINO's projection head (Caron et al., ICCV 2021, ``DINOHead`` in their code):
+    MLP ``in -> hidden (GELU) ... -> bottleneck``, L2 normalisation, then a
+    weight-normalised linear layer to ``out_channels`` prototypes (no bias) whose
+    norm is fixed to 1 when ``norm_last_layer``. Not registered (mmdet already has a
+    ``DINOHead``, the DETR-like detector's); built by ``SERDINO`` from its ``head`` dict.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int = 65536, hidden_channels: int = 2048,
+                 bottleneck_channels: int = 256, num_layers: int = 3, norm_last_layer: bool = True):
+        super().__init__()
+        num_layers = max(num_layers, 1)
+        if num_layers == 1:
+            layers = [nn.Linear(in_channels, bottleneck_channels)]
+        else:
+            layers = [nn.Linear(in_channels, hidden_channels), nn.GELU()]
+            for _ in range(num_layers - 2):
+                layers += [nn.Linear(hidden_channels, hidden_channels), nn.GELU()]
+            layers.append(nn.Linear(hidden_channels, bottleneck_channels))
+        self.mlp = nn.Sequential(*layers)
+        for m in self.mlp.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        # weight norm by hand (W = g * v / ||v||): deep-copies cleanly into the teacher
+        self.last_v = nn.Parameter(torch.empty(out_channels, bottleneck_channels))
+        nn.init.trunc_normal_(self.last_v, std=0.02)
+        self.last_g = nn.Parameter(torch.ones(out_channels, 1), requires_grad=not norm_last_layer)
+        self.freeze_last_layer = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(self.mlp(x), dim=-1)
+        w = self.last_g * F.normalize(self.last_v, dim=1)
+        if self.freeze_last_layer:  # DINO freezes the prototypes for the first epoch
+            w = w.detach()
+        return x @ w.T
+
+
+@MODELS.register_module()
+class SERDINO(SERMixin, BaseSelfSupervisor):
+    r"""DINO (Caron et al., "Emerging Properties in Self-Supervised Vision
+    Transformers", ICCV 2021) + SER. DINO is not in mmpretrain 1.2, so this is a
+    compact implementation with two global crops (SER's DINO runs use
+    ``--local_crops_number 0``):
+
+    * student = backbone + :class:`DINOProjectionHead`; teacher = its EMA
+      (``CosineEMA``: momentum of the new weights ``base_momentum`` = 1 - 0.996,
+      cosine-annealed to 0 over training as DINO's teacher momentum goes to 1);
+    * :math:`\mathcal{L}_{inv} = \frac12 [H(t_1, s_2) + H(t_2, s_1)]`,
+      :math:`H(t, s) = -\frac1B\sum_b \mathrm{softmax}((t_b - c)/T_t)^\top
+      \log\mathrm{softmax}(s_b / T_s)`;
+    * centre :math:`c \leftarrow m c + (1-m)\,\mathrm{mean}(t)` (all ranks), ``m`` 0.9;
+    * teacher temperature linear from ``warmup_teacher_temp`` to ``teacher_temp`` over
+      ``warmup_teacher_temp_iters`` (read from MMEngine's message hub ``iter``);
+      student temperature 0.1; prototypes frozen for ``freeze_last_layer_iters``.
+
+    DINO defaults (their ``main_dino.py``): out 65536, hidden 2048, bottleneck 256,
+    teacher temperature 0.04 (no warm-up), momentum 0.996, centre momentum 0.9,
+    ``norm_last_layer`` True, last layer frozen for 1 epoch. SER's DINO run
+    (released ``run_pretrain.sh``) changes ``norm_last_layer`` to False, the teacher
+    momentum to 0.982, gradient clipping to 0.3, and uses ``lambda_equiv`` 0.3,
+    ``tau`` 0.4 (set in ``configs/ser``).
+    """
+
+    SER_DEFAULTS = dict(SERMixin.SER_DEFAULTS, tau=0.4, lambda_equiv=0.3)
+
+    def __init__(self, backbone: dict, head: Optional[dict] = None, base_momentum: float = 0.004,
+                 student_temp: float = 0.1, teacher_temp: float = 0.04,
+                 warmup_teacher_temp: float = 0.04, warmup_teacher_temp_iters: int = 0,
+                 center_momentum: float = 0.9, freeze_last_layer_iters: int = 0,
+                 ser: Optional[dict] = None, **kwargs):
+        backbone_module = backbone if isinstance(backbone, nn.Module) else MODELS.build(backbone)
+        head_cfg = dict(head or {})
+        head_cfg.setdefault('in_channels', backbone_module.embed_dims)
+        head_module = DINOProjectionHead(**head_cfg)
+        super().__init__(backbone=backbone_module, head=head_module, **kwargs)
+        self.teacher = CosineEMA(nn.Sequential(self.backbone, self.head), momentum=base_momentum)
+        self.student_temp = student_temp
+        self.teacher_temp = teacher_temp
+        self.warmup_teacher_temp = warmup_teacher_temp
+        self.warmup_teacher_temp_iters = warmup_teacher_temp_iters
+        self.center_momentum = center_momentum
+        self.freeze_last_layer_iters = freeze_last_layer_iters
+        self.register_buffer('center', torch.zeros(1, head_cfg.get('out_channels', 65536)))
+        self._init_ser(ser)
+
+    def _iter(self) -> int:
+        it = MessageHub.get_current_instance().get_info('iter')
+        return int(it) if it is not None else 0
+
+    def current_teacher_temp(self) -> float:
+        it, warm = self._iter(), self.warmup_teacher_temp_iters
+        if warm > 0 and it < warm:
+            return self.warmup_teacher_temp + (self.teacher_temp - self.warmup_teacher_temp) * it / warm
+        return self.teacher_temp
+
+    def dino_loss(self, s1, s2, t1, t2) -> torch.Tensor:
+        temp = self.current_teacher_temp()
+        p1 = F.softmax((t1 - self.center) / temp, dim=-1)
+        p2 = F.softmax((t2 - self.center) / temp, dim=-1)
+        ls1 = F.log_softmax(s1 / self.student_temp, dim=-1)
+        ls2 = F.log_softmax(s2 / self.student_temp, dim=-1)
+        return 0.5 * (-(p1 * ls2).sum(-1).mean() - (p2 * ls1).sum(-1).mean())
+
+    @torch.no_grad()
+    def update_center(self, t: torch.Tensor) -> None:
+        total = t.sum(0, keepdim=True)
+        count = torch.tensor([float(t.shape[0])], device=t.device)
+        world_size, _ = world_info(True)
+        if world_size > 1:
+            dist.all_reduce(total)
+            dist.all_reduce(count)
+        self.center.mul_(self.center_momentum).add_(total / count, alpha=1 - self.center_momentum)
+
+    def loss(self, inputs: List[torch.Tensor], data_samples, **kwargs):
+        self.head.freeze_last_layer = self._iter() < self.freeze_last_layer_iters
+        with torch.no_grad():
+            self.teacher.update_parameters(nn.Sequential(self.backbone, self.head))
+        t_backbone, t_head = self.teacher.module[0], self.teacher.module[1]
+        if self.ser_split(inputs[0].shape[0]) == 0:
+            cls1, cls2 = self.backbone(inputs[0])[0], self.backbone(inputs[1])[0]
+            with torch.no_grad():
+                c1, c2 = t_backbone(inputs[0])[0], t_backbone(inputs[1])[0]
+            nce = None
+        else:
+            nb, cls1, cls2, equiv, nce = self.ser_forward(inputs, data_samples, self.backbone)
+            with torch.no_grad():
+                c1, c2 = self.ser_target_cls(t_backbone, inputs, nb, equiv)
+        s1, s2 = self.head(cls1), self.head(cls2)
+        with torch.no_grad():
+            t1, t2 = t_head(c1), t_head(c2)
+        loss_inv = self.dino_loss(s1, s2, t1, t2)
+        self.update_center(torch.cat([t1, t2]))
+        return self.ser_losses(loss_inv, nce)

@@ -1,0 +1,289 @@
+"""MCR / CompMod: the MEC series, the bi-level meta-gradient against finite differences,
+exact reproduction of the base algorithm at lambda1 = lambda2 = 0, no side effects of
+the virtual step, and the MMEngine plumbing (two optimizers, schedulers, checkpoint,
+resume) through tools/train.py."""
+import copy
+import re
+
+import pytest
+import torch
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.registry import MODELS, init_default_scope
+from torch import nn
+
+from conftest import run_tool
+from sslreg.losses.mec import (comp_loss, mcr_loss, mec_hparams, mec_lambda_warmup,
+                               mec_trace)
+from sslreg.models.mcr import MCR
+
+init_default_scope('mmpretrain')
+
+
+# --------------------------------------------------------------------------- the series
+
+
+def _direct_series(A, B, lam, mu, order):
+    A = A / A.norm(dim=1, keepdim=True)
+    B = B / B.norm(dim=1, keepdim=True)
+    X = lam * A @ B.T
+    return -mu * sum((-1) ** (k + 1) / k * torch.trace(torch.linalg.matrix_power(X, k))
+                     for k in range(1, order + 1))
+
+
+@pytest.mark.parametrize('m,d', [(7, 5), (5, 7), (6, 6)])
+@pytest.mark.parametrize('order', [1, 2, 3, 4, 5, 8])
+def test_mec_trace_equals_the_series_in_float64(m, d, order):
+    gen = torch.Generator().manual_seed(m * 10 + d + order)
+    A = torch.randn(m, d, dtype=torch.float64, generator=gen)
+    B = torch.randn(m, d, dtype=torch.float64, generator=gen)
+    lam, mu = 0.37, 4.5
+    assert torch.allclose(mec_trace(A, B, lam, mu, order), _direct_series(A, B, lam, mu, order),
+                          rtol=1e-12, atol=1e-12)
+    assert torch.allclose(comp_loss(A, lam, mu, order), _direct_series(A, A, lam, mu, order),
+                          rtol=1e-12, atol=1e-12)
+    assert torch.allclose(mcr_loss(A, [B, A], lam, mu, order),
+                          _direct_series(A, B, lam, mu, order)
+                          + _direct_series(A, A, lam, mu, order), rtol=1e-12, atol=1e-12)
+
+
+def test_mec_trace_of_one_embedding_is_minus_mu_logdet_when_the_series_converges():
+    Z = torch.randn(9, 4, dtype=torch.float64)
+    Zn = Z / Z.norm(dim=1, keepdim=True)
+    lam, mu = mec_hparams(m=9, d=4, eps_sq=4.0)  # lam * ||Z||^2 < 1 here
+    assert torch.linalg.matrix_norm(lam * Zn @ Zn.T, ord=2) < 1
+    logdet = torch.logdet(torch.eye(9, dtype=torch.float64) + lam * Zn @ Zn.T)
+    assert torch.allclose(mec_trace(Z, Z, lam, mu, order=40), -mu * logdet, rtol=1e-10)
+
+
+def test_mec_hparams_and_warmup_follow_the_mec_code():
+    lam, mu = mec_hparams(m=256, d=128)  # eps^2 = 64
+    assert lam == pytest.approx(128 / (256 * 64)) and mu == (256 + 128) / 2
+    assert mec_lambda_warmup(lam, 0) == pytest.approx(lam / 8)
+    assert 1 / mec_lambda_warmup(lam, 0.5) == pytest.approx(0.5 * (8 / lam + 1 / lam))
+    assert mec_lambda_warmup(lam, 1) == pytest.approx(lam)
+    assert mec_lambda_warmup(lam, 3) == pytest.approx(lam)
+
+
+# --------------------------------------------------------------------------- toy algorithm
+
+
+class ToyBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(3 * 4 * 4, 10), nn.Linear(10, 6)
+
+    def forward(self, x):
+        return (self.fc2(torch.tanh(self.fc1(x.flatten(1)))),)
+
+
+class ToyNeck(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x):
+        return (self.fc(torch.tanh(x[-1])),)
+
+
+def toy_mcr(lambda1, lambda2, meta_grad='second_order', fusion='concat', seed=0):
+    from mmpretrain.models import SimCLR
+    torch.manual_seed(seed)
+    simclr = SimCLR(backbone=ToyBackbone(), neck=ToyNeck(),
+                    head=dict(type='ContrastiveHead', loss=dict(type='CrossEntropyLoss'),
+                              temperature=0.5))
+    model = MCR(simclr, comp_mod=dict(in_channels=6, out_channels=5, fusion=fusion),
+                lambda1=lambda1, lambda2=lambda2, meta_grad=meta_grad, eps_sq=1.0,
+                lam_warmup_epochs=0)
+    return model.double()
+
+
+def toy_batch(seed=1, n=6):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, 3, 4, 4, dtype=torch.float64, generator=gen) for _ in range(2)]
+
+
+def meta_objective(model, inputs, lr, lambda1, lambda2):
+    """L_ssl(theta - lr * grad(L_ssl + lambda1 L_mcr)) + lambda2 L_comp as a function of
+    xi, written out independently of MCR.bilevel_step."""
+    alg = model.algorithm
+    names = [n for n, _ in alg.named_parameters()]
+    theta = [p for _, p in alg.named_parameters()]
+    x = torch.stack(inputs, 1).reshape(-1, *inputs[0].shape[1:])  # SimCLR interleaves
+    h = alg.backbone(x)[-1]
+    z = alg.neck((h,))[0]
+    h1, h2, z1, z2 = h[0::2], h[1::2], z[0::2], z[1::2]
+    lam, mu = mec_hparams(h1.shape[0], z1.shape[1], eps_sq=1.0)
+    z_hat = model.comp_mod(h1, h2, z1, z2)
+    l_ssl = alg(inputs, None, mode='loss')['loss']
+    g = torch.autograd.grad(l_ssl + lambda1 * mcr_loss(z_hat, [z1, z2], lam, mu), theta)
+    virtual = {n: p - lr * gi for n, p, gi in zip(names, theta, g)}
+    l_virtual = torch.func.functional_call(alg, virtual, (inputs, None), dict(mode='loss'))
+    l_comp = comp_loss(model.comp_mod(h1, h2, z1, z2), lam, mu)
+    return float((l_virtual['loss'] + lambda2 * l_comp).detach())
+
+
+@pytest.mark.parametrize('lambda2', [0.0, 0.3])
+def test_meta_gradient_equals_finite_difference_of_the_meta_objective(lambda2):
+    lambda1, lr = 0.7, 0.5
+    model = toy_mcr(lambda1, lambda2)
+    inputs = toy_batch()
+    xi = model.meta_parameters()
+    step = model.bilevel_step(inputs, None, lrs=lr)
+    gen = torch.Generator().manual_seed(3)
+    direction = [torch.randn(p.shape, dtype=p.dtype, generator=gen) for p in xi]
+    analytic = sum((g * d).sum() for g, d in zip(step.meta_grads, direction))
+    eps = 1e-5
+    values = []
+    for sign in (1, -1):
+        with torch.no_grad():
+            for p, d in zip(xi, direction):
+                p.add_(sign * eps * d)
+        values.append(meta_objective(model, inputs, lr, lambda1, lambda2))
+        with torch.no_grad():
+            for p, d in zip(xi, direction):
+                p.sub_(sign * eps * d)
+    numeric = (values[0] - values[1]) / (2 * eps)
+    assert abs(numeric) > 1e-4  # the second-order term is really there
+    assert float(analytic) == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+def test_finite_difference_and_first_order_options():
+    inputs = toy_batch()
+    exact = toy_mcr(0.7, 0.3).bilevel_step(inputs, None, lrs=0.5).meta_grads
+    approx = toy_mcr(0.7, 0.3, 'finite_difference').bilevel_step(inputs, None, lrs=0.5)
+    for a, b in zip(approx.meta_grads, exact):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-8)
+    # first order: xi learns from L_comp alone, no virtual step
+    first = toy_mcr(0.7, 0.3, 'first_order').bilevel_step(inputs, None, lrs=0.5)
+    only_comp = toy_mcr(0.0, 0.3).bilevel_step(inputs, None, lrs=0.5)
+    assert 'virtual_ssl' not in first.log_vars
+    for a, b in zip(first.meta_grads, only_comp.meta_grads):
+        assert torch.equal(a, b)
+    # the base gradient is the same in all three modes
+    for a, b in zip(approx.base_grads, first.base_grads):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize('fusion', ['mixup', 'embedding'])
+def test_other_fusions_train_their_meta_parameters(fusion):
+    model = toy_mcr(0.7, 0.3, fusion=fusion)
+    names = [n for n, _ in model.comp_mod.named_parameters()]
+    assert all(n.startswith('g_zeta' if fusion == 'embedding' else 'g_xi') for n in names)
+    step = model.bilevel_step(toy_batch(), None, lrs=0.5)
+    assert all(g is not None and g.abs().sum() > 0 for g in step.meta_grads)
+
+
+# --------------------------------------------------------------------------- small ResNet
+
+
+def small_algorithm(kind):
+    backbone = dict(type='ResNet', depth=18, base_channels=8, stem_channels=8,
+                    norm_cfg=dict(type='BN'))
+    neck = dict(type='NonLinearNeck', in_channels=64, hid_channels=32, out_channels=16,
+                norm_cfg=dict(type='BN1d'))
+    preprocessor = dict(type='SelfSupDataPreprocessor', mean=[120.] * 3, std=[60.] * 3,
+                        to_rgb=True)
+    if kind == 'SimCLR':
+        return dict(type='SimCLR', backbone=backbone, neck=neck, data_preprocessor=preprocessor,
+                    head=dict(type='ContrastiveHead', loss=dict(type='CrossEntropyLoss'),
+                              temperature=0.1))
+    return dict(type='BYOL', backbone=backbone, base_momentum=0.1,
+                neck=dict(neck, with_last_bn=False), data_preprocessor=preprocessor,
+                head=dict(type='LatentPredictHead', loss=dict(type='CosineSimilarityLoss'),
+                          predictor=dict(type='NonLinearNeck', in_channels=16, hid_channels=32,
+                                         out_channels=16, with_avg_pool=False,
+                                         with_last_bn=False, norm_cfg=dict(type='BN1d'))))
+
+
+def image_batch(seed, n=6):
+    from mmpretrain.structures import DataSample
+    gen = torch.Generator().manual_seed(seed)
+    views = [torch.randint(0, 256, (n, 3, 32, 32), generator=gen).float() for _ in range(2)]
+    return dict(inputs=views, data_samples=[DataSample() for _ in range(n)])
+
+
+SGD = dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+
+def twins(kind, **mcr_kwargs):
+    """A base algorithm and an MCR around an exact copy of it, with their optimizers."""
+    torch.manual_seed(0)
+    base = MODELS.build(small_algorithm(kind))
+    mcr = MCR(copy.deepcopy(base), comp_mod=dict(in_channels=64, out_channels=16),
+              **mcr_kwargs)
+    base_optim = build_optim_wrapper(base, dict(type='OptimWrapper', optimizer=SGD))
+    mcr_optim = build_optim_wrapper(mcr, dict(
+        constructor='MCROptimWrapperConstructor', base=dict(optimizer=SGD),
+        meta=dict(optimizer=dict(type='Adam', lr=1e-2))))
+    return base, base_optim, mcr, mcr_optim
+
+
+def _state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize('meta_grad', ['second_order', 'first_order'])
+def test_zero_lambdas_reproduce_the_simclr_update_exactly(meta_grad):
+    base, base_optim, mcr, mcr_optim = twins('SimCLR', lambda1=0.0, lambda2=0.0,
+                                            meta_grad=meta_grad)
+    for seed in (1, 2):
+        base_log = base.train_step(image_batch(seed), base_optim)
+        mcr_log = mcr.train_step(image_batch(seed), mcr_optim)
+        assert torch.equal(base_log['loss'], mcr_log['loss_ssl'])
+    ours, theirs = _state(mcr.algorithm), _state(base)
+    assert ours.keys() == theirs.keys()
+    for key in theirs:
+        assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_virtual_step_leaves_bn_statistics_and_the_byol_target_alone():
+    base, base_optim, mcr, mcr_optim = twins('BYOL', lambda1=1.0, lambda2=0.1)
+    before = _state(base)
+    base.train_step(image_batch(1), base_optim)
+    log = mcr.train_step(image_batch(1), mcr_optim)
+    assert 'virtual_ssl' in log
+    ours, theirs = _state(mcr.algorithm), _state(base)
+    params = {n for n, p in base.named_parameters() if p.requires_grad}
+    for key in theirs:
+        if key in params:
+            continue
+        # buffers (BN statistics, EMA steps) and the EMA target: one update, as BYOL's
+        assert torch.equal(ours[key], theirs[key]), key
+    # ... while the online parameters did feel L_mcr
+    moved = [k for k in params if not torch.equal(ours[k], theirs[k])]
+    assert moved and all(not torch.equal(theirs[k], before[k]) for k in moved)
+
+
+def test_train_step_needs_the_two_optimizers():
+    _, _, mcr, _ = twins('SimCLR')
+    plain = OptimWrapper(torch.optim.SGD(mcr.parameters(), lr=0.1))
+    with pytest.raises(TypeError, match='MCROptimWrapperConstructor'):
+        mcr.train_step(image_batch(1), plain)
+    with pytest.raises(KeyError, match='base'):
+        build_optim_wrapper(mcr, dict(constructor='MCROptimWrapperConstructor',
+                                      base=dict(optimizer=SGD)))
+
+
+# --------------------------------------------------------------------------- through the tools
+
+
+def test_train_checkpoint_and_resume_with_two_optimizers(small_data, tmp_path):
+    opts = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=16',
+            'train_dataloader.batch_size=8', 'default_hooks.logger.interval=1',
+            'model.algorithm.backbone.base_channels=8',
+            'model.algorithm.backbone.stem_channels=8', 'model.algorithm.neck.in_channels=64',
+            'model.comp_mod.in_channels=64']
+    cfg = 'configs/mcr/mcr_simclr_r18_digits.py'
+    log = run_tool('tools/train.py', cfg, '--work-dir', tmp_path, *opts)
+    assert re.search(r'base\.lr: \S+\s+meta\.lr: \S+', log)
+    assert 'loss_mcr' in log and 'virtual_ssl' in log
+    ckpt = torch.load(tmp_path / 'epoch_1.pth', map_location='cpu')
+    assert set(ckpt['optimizer']) == {'base', 'meta'}
+    assert set(ckpt['param_schedulers']) == {'base', 'meta'}
+    assert any(k.startswith('comp_mod.g_xi') for k in ckpt['state_dict'])
+    opts[1] = 'train_cfg.max_epochs=2'
+    log = run_tool('tools/train.py', cfg, '--work-dir', tmp_path, '--resume', *opts)
+    assert 'resumed' in log.lower() and 'Epoch(train) [2]' in log
+    assert 'Epoch(train) [1]' not in log
+    # the base cosine schedule continued from epoch 1: lr(epoch 2) = 0.05 * (1 + cos(pi/2)) / 2
+    assert re.search(r'Epoch\(train\) \[2\]\S* +base\.lr: 2\.5000e-02', log)
