@@ -6,7 +6,7 @@ install:
 	bash tools/install.sh
 
 data: install
-	$(PY) tools/data/make_small_datasets.py
+	$(PY) tools/data/make_small_datasets.py --out data/small
 
 # ResNet-18 on the digits-CUB data with rhoSIM + VCReg on every block (a few CPU minutes).
 demo: data

@@ -38,7 +38,8 @@ CASES = {
 @pytest.mark.parametrize('kind', list(CASES))
 def test_trains_with_regularizer_keys_in_the_log(kind, small_data, tmp_path):
     config, opts, sim_key, _ = CASES[kind]
-    run_tool('tools/train.py', config, '--work-dir', tmp_path, '--cfg-options', *opts)
+    run_tool('tools/train.py', config, '--work-dir', tmp_path, '--cfg-options', *opts,
+             'default_hooks.logger.interval=1')
     records = [r for r in scalars(tmp_path) if 'loss' in r]
     assert records, 'no training records logged'
     for key in (sim_key, 'vcreg_value', 'loss'):
