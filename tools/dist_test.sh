@@ -1,16 +1,9 @@
 #!/usr/bin/env bash
-# tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py args...]   (torchrun; CPU processes use gloo)
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT as in the OpenMMLab scripts.
+# tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py args...]   (torchrun; see tools/_launch.sh)
 set -euo pipefail
+source "$(dirname "$0")/_launch.sh"
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3
 shift 3
-source "$(dirname "$0")/_python.sh"
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-exec "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" \
-  --master_addr="$MASTER_ADDR" --nproc_per_node="$NPROC" --master_port="$PORT" \
-  "$ROOT/tools/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"
+torchrun_tool test.py "$NPROC" "$CONFIG" "$CHECKPOINT" "$@"

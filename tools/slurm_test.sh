@@ -1,25 +1,11 @@
 #!/usr/bin/env bash
 # tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]
-# GPUS (default 8) tasks with GPUS_PER_NODE GPUs each node, as in the OpenMMLab scripts.
-# GPUS=0: a CPU run of TASKS tasks (default 2), TASKS_PER_NODE per node, no --gres.
+# GPUS=0 TASKS=2 for a CPU run (no --gres); see tools/_launch.sh.
 set -euo pipefail
+source "$(dirname "$0")/_launch.sh"
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
 CHECKPOINT=$4
 shift 4
-source "$(dirname "$0")/_python.sh"
-GPUS=${GPUS:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-}
-if [ "$GPUS" -gt 0 ]; then
-  GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
-  RESOURCES=(--ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE" --gres=gpu:"$GPUS_PER_NODE")
-else
-  TASKS=${TASKS:-2}
-  RESOURCES=(--ntasks="$TASKS" --ntasks-per-node="${TASKS_PER_NODE:-$TASKS}")
-fi
-# shellcheck disable=SC2086
-exec srun -p "$PARTITION" --job-name="$JOB_NAME" "${RESOURCES[@]}" \
-  --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 $SRUN_ARGS \
-  "$PYTHON" -u "$ROOT/tools/test.py" "$CONFIG" "$CHECKPOINT" --launcher=slurm "$@"
+srun_tool "$PARTITION" "$JOB_NAME" test.py "$CONFIG" "$CHECKPOINT" "$@"

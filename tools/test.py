@@ -1,29 +1,19 @@
 """Evaluate a checkpoint with an mmpretrain, mmseg or mmdet config (``default_scope``
 decides). Arguments as in the frameworks' tools/test.py."""
 import argparse
-import os
-
-from mmengine.config import DictAction
 
 import sslreg  # noqa: F401  registers sslreg's modules, applies sslreg.compat
-from sslreg.launch import build_runner, default_collate_for_mmpretrain, load_config, set_work_dir
+from sslreg.launch import (add_common_args, build_runner, default_collate_for_mmpretrain,
+                           load_config, parse_args, set_work_dir)
 
 
-def parse_args():
+def arg_parser():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='save drawn predictions to this directory')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (MMEngine syntax)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return add_common_args(parser)
 
 
 def enable_visualization(cfg, show_dir):
@@ -44,7 +34,7 @@ def enable_visualization(cfg, show_dir):
 
 
 def main():
-    args = parse_args()
+    args = parse_args(arg_parser())
     cfg = load_config(args.config, args.cfg_options)
     set_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint

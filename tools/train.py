@@ -1,19 +1,16 @@
 """Train an mmpretrain, mmseg or mmdet config (its ``default_scope`` decides), with or
 without sslreg regularizers. Arguments as in mmpretrain's tools/train.py."""
 import argparse
-import os
 
 import torch
-from mmengine.config import DictAction
-
 import sslreg  # noqa: F401  registers sslreg's modules, applies sslreg.compat
-from sslreg.launch import build_runner, default_collate_for_mmpretrain, load_config, set_work_dir
+from sslreg.launch import (add_common_args, build_runner, default_collate_for_mmpretrain,
+                           load_config, parse_args, set_work_dir)
 
 
-def parse_args():
+def arg_parser():
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or, without a path, from the '
                         'latest checkpoint in the work dir')
@@ -24,14 +21,7 @@ def parse_args():
                         help='scale the lr by actual / base batch size (config auto_scale_lr)')
     parser.add_argument('--no-pin-memory', action='store_true')
     parser.add_argument('--no-persistent-workers', action='store_true')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (MMEngine syntax)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return add_common_args(parser)
 
 
 def merge_args(cfg, args):
@@ -65,7 +55,7 @@ def merge_args(cfg, args):
 
 
 def main():
-    args = parse_args()
+    args = parse_args(arg_parser())
     cfg = load_config(args.config, args.cfg_options)
     set_work_dir(cfg, args.config, args.work_dir)
     merge_args(cfg, args)
