@@ -99,8 +99,10 @@ def test_digits_imagenet_split_files_and_folders(imagenet_root):
     assert (len(listed), len(listed_val), len(scanned), len(scanned_in)) == \
         (1200, 597, 1200, 597)
     assert scanned.CLASSES == mk.DIGIT_CLASSES
-    pairs = lambda ds: sorted((ds.get_data_info(i)['img_path'], ds.get_data_info(i)['gt_label'])
-                              for i in range(len(ds)))
+
+    def pairs(ds):
+        return sorted((ds.get_data_info(i)['img_path'], ds.get_data_info(i)['gt_label'])
+                      for i in range(len(ds)))
     assert pairs(listed) == pairs(scanned)  # both modes agree on paths and labels
     assert pairs(listed_val) == pairs(scanned_in)
     labels = np.array([lab for _, lab in pairs(listed)])

@@ -4,6 +4,8 @@
 _base_ = 'mmpretrain::_base_/datasets/cub_bs8_448.py'
 
 data_root = 'data/small/digits_cub'
+# CUB keeps its 200 bird names unless told otherwise: name the digits.
+metainfo = dict(classes=tuple(f'digit_{d}' for d in range(10)))
 data_preprocessor = dict(num_classes=10, mean=[127.5] * 3, std=[127.5] * 3, to_rgb=True)
 
 train_pipeline = [
@@ -21,8 +23,8 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=32, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(data_root=data_root, pipeline=train_pipeline, metainfo=metainfo))
 val_dataloader = dict(
     batch_size=64, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(data_root=data_root, pipeline=test_pipeline, metainfo=metainfo))
 test_dataloader = val_dataloader
