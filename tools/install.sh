@@ -41,7 +41,7 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
-say "build tools: $(tr '\n' ' ' < "$ROOT/requirements/build.txt" | sed 's/#[^ ]*//g' | tr -s ' ')"
+say "build tools: $(grep -v '^#' "$ROOT/requirements/build.txt" | tr '\n' ' ')"
 "${PIP[@]}" install -q -r "$ROOT/requirements/build.txt"
 
 say "torch 2.14.1 + torchvision 0.29.1 (large; taken from local disk when available)"
