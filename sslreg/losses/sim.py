@@ -298,28 +298,6 @@ def rho_sim_block_loss(z_in: torch.Tensor,
     return sim_reconstruction_loss(pred, target, kind)
 
 
-LOSS_KINDS = tuple(_RECONSTRUCTION_LOSSES)
-
-
-def sim_block_loss(z_in: torch.Tensor,
-                   z_out: torch.Tensor,
-                   decoder: Callable[[torch.Tensor], torch.Tensor],
-                   channel_dim: int = 1,
-                   kind: str = 'mse') -> torch.Tensor:
-    r"""SIM (unreduced) loss of one block: every token, no projection.
-
-    .. math::
-
-        \mathcal{L}_l = d\bigl(D_l(z_l),\ \mathrm{sg}(z_{l-1})\bigr)
-
-    with a per-block decoder :math:`D_l` mapping the output width to the input
-    width on the channel axis, and the input resampled onto the output's grid
-    where a block changes it (as in :func:`rho_sim_block_loss`).
-    """
-    t_in, t_out = _matched_tokens(z_in.detach(), z_out, channel_dim)
-    return sim_reconstruction_loss(decoder(t_out), t_in, kind)
-
-
 def sim_block_loss(z_in: torch.Tensor,
                    z_out: torch.Tensor,
                    decoder: Callable[[torch.Tensor], torch.Tensor],

@@ -50,13 +50,13 @@ ranks must call with the same ``sync``, ``channel_dim`` and ``d`` (and, for
 too); ranks may hold different numbers of samples.
 """
 import math
-from typing import List, NamedTuple, Optional
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-__all__ = ['vcreg_loss', 'vcreg_fast']
+__all__ = ['vcreg_loss', 'vcreg_fast', 'vcreg_terms']
 
 
 # --------------------------------------------------------------------------- checks
@@ -234,11 +234,17 @@ def _off_diagonal(c: torch.Tensor) -> torch.Tensor:
     return c.masked_fill(eye, 0)
 
 
-def _vcreg_of_covariance(C, alpha, beta, eps, delta) -> torch.Tensor:
+def _terms_of_covariance(C, eps, delta):
+    """(variance term, covariance term) of the loss, before alpha and beta."""
     d = C.shape[0]
     std = torch.sqrt(torch.diagonal(C) + eps)
     variance_term = F.relu(1 - std).sum() / d
     covariance_term = _phi(_off_diagonal(C), delta).sum() / (d * (d - 1))
+    return variance_term, covariance_term
+
+
+def _vcreg_of_covariance(C, alpha, beta, eps, delta) -> torch.Tensor:
+    variance_term, covariance_term = _terms_of_covariance(C, eps, delta)
     return alpha * variance_term + beta * covariance_term
 
 
@@ -289,6 +295,30 @@ def vcreg_loss(x: torch.Tensor,
         z = layout.samples(x, _stat_dtype(x.dtype))
         _, C, _ = _mean_and_covariance(z, layout, _world_size(sync))
         return _vcreg_of_covariance(C, alpha, beta, eps, delta)
+
+
+def vcreg_terms(x: torch.Tensor,
+                eps: float = 1e-4,
+                delta: Optional[float] = None,
+                channel_dim: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
+    r"""The two terms of :math:`\ell_{vcreg}` separately, before :math:`\alpha, \beta`:
+
+    .. math::
+
+        v = \frac{1}{d} \sum_i \max\bigl(0, 1 - \sqrt{C_{ii} + \epsilon}\bigr), \qquad
+        c = \frac{1}{d(d-1)} \sum_{i \neq j} \phi(C_{ij})
+
+    so ``vcreg_loss(x, alpha, beta, eps, delta, channel_dim) == alpha * v + beta * c``.
+    A diagnostic (no ``sync``): statistics of this process's ``x`` only. Arguments
+    as in :func:`vcreg_loss`; returns ``(v, c)``, differentiable, float32 (float64
+    for float64 input).
+    """
+    _check_hparams(eps, delta)
+    layout = _Layout.of(x, channel_dim)
+    with torch.autocast(x.device.type, enabled=False):
+        z = layout.samples(x, _stat_dtype(x.dtype))
+        _, C, _ = _mean_and_covariance(z, layout, 1)
+        return _terms_of_covariance(C, eps, delta)
 
 
 def _sample_positions(z: torch.Tensor, layout: _Layout, ratio: float) -> Optional[torch.Tensor]:
@@ -357,7 +387,8 @@ class _VCRegFast(torch.autograd.Function):
             del z
             grad_in = layout.samples(grad_y, M.dtype)
             if idx is not None:  # only the sampled samples get the regularizer's gradient
-                grad_sampled = M @ z_c if layout.batched else z_c @ M
+                grad_sampled = (torch.bmm(M.expand(z_c.shape[0], -1, -1), z_c) if layout.batched
+                                else z_c @ M)
                 # grad_in may be a view of grad_y, which must not be written to
                 grad_z = grad_in.clone().index_add_(2 if layout.batched else 0, idx, grad_sampled)
             elif layout.batched:
