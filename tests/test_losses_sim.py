@@ -230,11 +230,17 @@ def test_rho_outside_unit_interval_is_rejected(rho):
         rho_sim_block_loss(torch.randn(2, 3, 4, 4), torch.randn(2, 5, 4, 4), h1, h2, g, rho)
 
 
-@pytest.mark.parametrize('L,rho,n', [(16, 0.5, 8), (16, 1.0, 16), (10, 0.01, 1), (9, 0.6, 5),
+@pytest.mark.parametrize('L,rho,n', [(16, 0.5, 8), (16, 1.0, 16), (10, 0.01, 2), (9, 0.6, 5),
                                      (10, 0.26, 3), (196, 0.2, 39)])
 def test_number_of_sampled_tokens(L, rho, n):
     assert sample_token_indices(3, L, rho).shape == (n,)
     assert sample_token_indices(3, L, rho, per_sample=True).shape == (3, n)
+
+
+def test_a_single_token_position_is_refused():
+    # standardizing one token gives zero: the block would silently train nothing
+    with pytest.raises(ValueError, match='at least 2'):
+        sample_token_indices(3, 1, 0.5)
 
 
 def test_shared_and_per_sample_indices(gen):

@@ -8,7 +8,9 @@ model = dict(
     architecture={{_base_.model}},
     probe_input=(1, 3, 32, 32),
     regularizers=dict(
-        sim=dict(type='RhoSIM', layers='backbone.layer*.*', rho=0.2, loss_weight=5e-3)))
+        # at 32 px layer4's maps are 1x1: no token positions to sample (rhoSIM refuses)
+        sim=dict(type='RhoSIM', layers=['backbone.layer1.*', 'backbone.layer2.*',
+                                        'backbone.layer3.*'], rho=0.2, loss_weight=5e-3)))
 custom_hooks = [
     dict(type='SimSiamHook', priority='HIGH', fix_pred_lr=True, lr={{_base_.lr}}),
     dict(type='RegularizerHook',

@@ -14,7 +14,8 @@ the alternative offered by callers):
     \mathcal{L}_{SIM} = \lambda \sum_{l} \mathcal{L}_l
 
 Eq. 4 (ρSIM block loss): draw a set :math:`S` of
-:math:`n = \max(1, \mathrm{round}(\rho L))` of the :math:`L` token positions,
+:math:`n = \max(2, \mathrm{round}(\rho L))` of the :math:`L` token positions
+(at least 2: standardizing a single token gives zero, so no loss and no gradient),
 project the target side with :math:`H_1` and the output side with
 :math:`H_2`, predict with :math:`G`, standardize both over the :math:`n`
 sampled tokens (per sample and channel, :math:`\mathcal{N}`) and take the
@@ -100,7 +101,11 @@ def sample_token_indices(N: int,
                          per_sample: bool = False,
                          generator: Optional[torch.Generator] = None,
                          device=None) -> torch.Tensor:
-    """Indices of ``n = max(1, round(rho * L))`` distinct token positions (the set S).
+    """Indices of ``n = max(2, round(rho * L))`` distinct token positions (the set S).
+
+    At least two, because :func:`standardize` over one token is identically zero: a
+    block sampled at one position would add nothing and silently train nothing.
+    ``L < 2`` is an error for the same reason.
 
     Python's ``round`` (half to even) sets ``n``. Returns one random subset
     shared by the whole batch, shape ``(n,)``, or with ``per_sample=True`` an
@@ -111,7 +116,12 @@ def sample_token_indices(N: int,
     _check_rho(rho)
     if L < 1 or N < 1:
         raise ValueError(f'need at least one sample and one token, got N={N}, L={L}')
-    n = max(1, round(rho * L))
+    if L < 2:
+        raise ValueError(
+            f'rhoSIM standardizes over the sampled token positions and needs at least 2, but '
+            f'this block output has L={L} (e.g. a 1x1 map): leave the block out of `layers` '
+            'or use a larger input')
+    n = max(2, round(rho * L))
     draw_device = generator.device if generator is not None else device
     if per_sample:
         idx = torch.rand(N, L, generator=generator, device=draw_device).argsort(dim=1)[:, :n]
