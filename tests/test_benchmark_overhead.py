@@ -96,7 +96,7 @@ def test_tiny_run_writes_rows_with_regularizers_attached(bench, tmp_path):
     sampled = 'vcreg-fast-sampled' in bench.VARIANTS
     variants += ['vcreg-fast-sampled'] if sampled else []
     result = bench.main(['--backbones', 'resnet18', '--variants', ','.join(variants),
-                         '--batch', '2', '--size', '32', '--repeats', '2', '--warmup', '1',
+                         '--batch', '2', '--size', '64', '--repeats', '2', '--warmup', '1',
                          '--threads', '1', '--device', 'cpu', '--out', str(out)])
     assert torch.get_num_threads() == threads_before  # --threads is undone on return
     saved = json.loads(out.read_text())
@@ -105,7 +105,7 @@ def test_tiny_run_writes_rows_with_regularizers_attached(bench, tmp_path):
     rows = {r['variant']: r for r in saved['rows']}
     assert set(rows) == set(variants)
     for row in rows.values():
-        assert row['backbone'] == 'resnet18' and row['batch'] == 2 and row['size'] == 32
+        assert row['backbone'] == 'resnet18' and row['batch'] == 2 and row['size'] == 64
         assert len(row['times_s']) == 2 and all(t > 0 for t in row['times_s'])
         assert row['median_s'] > 0
         assert isinstance(row['memory_ratio'], float) and row['memory_ratio'] > 0

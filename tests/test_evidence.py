@@ -140,7 +140,9 @@ def _cls_batch(n=6, seed=0):
 
 
 def test_layer_feature_hook_feeds_the_metric_in_val():
-    model = _tiny_classifier(dict(sim=dict(type='RhoSIM', layers='backbone.layer*.*')))
+    # at 32 px layer4's maps are 1x1, which rhoSIM refuses: layers 1-3
+    model = _tiny_classifier(dict(sim=dict(
+        type='RhoSIM', layers=['backbone.layer1.*', 'backbone.layer2.*', 'backbone.layer3.*'])))
     model.eval()
     hook = HOOKS.build(dict(type='LayerFeatureHook', layers=['backbone.layer4', 'neck'],
                             vcreg_layers='backbone.layer1.*'))
@@ -164,12 +166,11 @@ def test_layer_feature_hook_feeds_the_metric_in_val():
         for stat in ('cdnv', 'ncc_acc', 'ncc_agreement', 'rank', 'erank'):
             assert math.isfinite(out[f'collapse/{layer}/{stat}']), (layer, stat)
     assert 1 <= out['collapse/neck/rank'] <= 12
-    blocks = [f'backbone.layer{i}.{j}' for i in range(1, 5) for j in range(2)]
+    blocks = [f'backbone.layer{i}.{j}' for i in range(1, 4) for j in range(2)]
     errors = {b: out[f'collapse/{b}/sim_error'] for b in blocks}
-    # 32 px: layer3 maps are 2x2, layer4 1x1, so rho=0.2 samples one token, which
-    # standardizes to zero: rhoSIM has no signal there (the diagnostic shows it)
+    # every block has a signal, layer3's 2x2 maps too (rhoSIM samples >= 2 positions)
     assert all(errors[b] > 0.1 for b in blocks[:4]), errors
-    assert all(errors[b] == 0 for b in blocks[4:]), errors
+    assert all(errors[b] > 0 for b in blocks[4:]), errors
     assert out['collapse/backbone.layer1.0/vcreg_covariance'] > 0
     assert 'collapse/backbone.layer2.0/vcreg_variance' not in out
     # one batch: the VCReg terms are those of the block output captured independently
