@@ -11,12 +11,22 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
-from conftest import run_tool
+from conftest import ROOT
 from sslreg.losses.mec import (comp_loss, mcr_loss, mec_hparams, mec_lambda_warmup,
                                mec_trace)
 from sslreg.models.mcr import MCR
 
 init_default_scope('mmpretrain')
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """One intra-op thread: on a 2-core machine shared with other jobs, two OpenMP threads
+    per process spin against each other and make these small steps ~40x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- the series
@@ -85,7 +95,7 @@ class ToyNeck(nn.Module):
         return (self.fc(torch.tanh(x[-1])),)
 
 
-def toy_mcr(lambda1, lambda2, meta_grad='second_order', fusion='concat', seed=0):
+def toy_mcr(lambda1, lambda2, meta_grad='second_order', fusion='concat', seed=0, **kwargs):
     from mmpretrain.models import SimCLR
     torch.manual_seed(seed)
     simclr = SimCLR(backbone=ToyBackbone(), neck=ToyNeck(),
@@ -93,7 +103,7 @@ def toy_mcr(lambda1, lambda2, meta_grad='second_order', fusion='concat', seed=0)
                               temperature=0.5))
     model = MCR(simclr, comp_mod=dict(in_channels=6, out_channels=5, fusion=fusion),
                 lambda1=lambda1, lambda2=lambda2, meta_grad=meta_grad, eps_sq=1.0,
-                lam_warmup_epochs=0)
+                lam_warmup_epochs=0, **kwargs)
     return model.double()
 
 
@@ -113,6 +123,8 @@ def meta_objective(model, inputs, lr, lambda1, lambda2):
     z = alg.neck((h,))[0]
     h1, h2, z1, z2 = h[0::2], h[1::2], z[0::2], z[1::2]
     lam, mu = mec_hparams(h1.shape[0], z1.shape[1], eps_sq=1.0)
+    if model.mec_scale == 'mec_code':
+        mu = 1 / (h1.shape[0] * lam)
     z_hat = model.comp_mod(h1, h2, z1, z2)
     l_ssl = alg(inputs, None, mode='loss')['loss']
     g = torch.autograd.grad(l_ssl + lambda1 * mcr_loss(z_hat, [z1, z2], lam, mu), theta)
@@ -122,10 +134,11 @@ def meta_objective(model, inputs, lr, lambda1, lambda2):
     return float((l_virtual['loss'] + lambda2 * l_comp).detach())
 
 
-@pytest.mark.parametrize('lambda2', [0.0, 0.3])
-def test_meta_gradient_equals_finite_difference_of_the_meta_objective(lambda2):
+@pytest.mark.parametrize('lambda2,mec_scale', [(0.0, 'mec_code'), (0.3, 'mec_code'),
+                                              (0.3, 'paper')])
+def test_meta_gradient_equals_finite_difference_of_the_meta_objective(lambda2, mec_scale):
     lambda1, lr = 0.7, 0.5
-    model = toy_mcr(lambda1, lambda2)
+    model = toy_mcr(lambda1, lambda2, mec_scale=mec_scale)
     inputs = toy_batch()
     xi = model.meta_parameters()
     step = model.bilevel_step(inputs, None, lrs=lr)
@@ -145,6 +158,19 @@ def test_meta_gradient_equals_finite_difference_of_the_meta_objective(lambda2):
     numeric = (values[0] - values[1]) / (2 * eps)
     assert abs(numeric) > 1e-4  # the second-order term is really there
     assert float(analytic) == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+def test_mec_scale_of_the_mcr_losses():
+    z_hat = torch.zeros(32, 128)
+    lam, mu = toy_mcr(1, 1).mec_lambda_mu(z_hat)  # default: the MEC authors' training loss
+    assert lam == pytest.approx(128 / (32 * 1.0)) and mu == pytest.approx(1 / (32 * lam))
+    lam, mu = toy_mcr(1, 1, mec_scale='paper').mec_lambda_mu(z_hat)
+    assert mu == (32 + 128) / 2
+    # the first-order term of the training-scale loss is minus the mean cosine
+    a, b = torch.randn(32, 128, dtype=torch.float64), torch.randn(32, 128, dtype=torch.float64)
+    lam = 1e-6
+    cos = torch.nn.functional.cosine_similarity(a, b).mean()
+    assert float(mec_trace(a, b, lam, 1 / (32 * lam), order=1)) == pytest.approx(-float(cos))
 
 
 def test_finite_difference_and_first_order_options():
@@ -173,6 +199,22 @@ def test_other_fusions_train_their_meta_parameters(fusion):
     assert all(g is not None and g.abs().sum() > 0 for g in step.meta_grads)
 
 
+def test_meta_interval_updates_xi_every_kth_step_only():
+    model = toy_mcr(0.7, 0.3, meta_interval=2).float()
+    optim = build_optim_wrapper(model, dict(
+        constructor='MCROptimWrapperConstructor', base=dict(optimizer=dict(type='SGD', lr=0.1)),
+        meta=dict(optimizer=dict(type='SGD', lr=0.1))))
+    data = dict(inputs=[x.float() for x in toy_batch()], data_samples=None)
+    changed = []
+    for _ in range(3):
+        before = [p.detach().clone() for p in model.meta_parameters()]
+        log = model.train_step(dict(data), optim)
+        changed.append(any(not torch.equal(a, p) for a, p in zip(before,
+                                                                 model.meta_parameters())))
+        assert ('virtual_ssl' in log) == changed[-1]
+    assert changed == [True, False, True]
+
+
 # --------------------------------------------------------------------------- small ResNet
 
 
@@ -187,6 +229,12 @@ def small_algorithm(kind):
         return dict(type='SimCLR', backbone=backbone, neck=neck, data_preprocessor=preprocessor,
                     head=dict(type='ContrastiveHead', loss=dict(type='CrossEntropyLoss'),
                               temperature=0.1))
+    if kind == 'BarlowTwins':
+        return dict(type='BarlowTwins', backbone=backbone, data_preprocessor=preprocessor,
+                    neck=dict(neck, num_layers=3, with_last_bn=False,
+                              with_last_bn_affine=False),
+                    head=dict(type='LatentCrossCorrelationHead', in_channels=16,
+                              loss=dict(type='CrossCorrelationLoss')))
     return dict(type='BYOL', backbone=backbone, base_momentum=0.1,
                 neck=dict(neck, with_last_bn=False), data_preprocessor=preprocessor,
                 head=dict(type='LatentPredictHead', loss=dict(type='CosineSimilarityLoss'),
@@ -222,9 +270,11 @@ def _state(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
-@pytest.mark.parametrize('meta_grad', ['second_order', 'first_order'])
-def test_zero_lambdas_reproduce_the_simclr_update_exactly(meta_grad):
-    base, base_optim, mcr, mcr_optim = twins('SimCLR', lambda1=0.0, lambda2=0.0,
+@pytest.mark.parametrize('kind,meta_grad', [('SimCLR', 'second_order'),
+                                            ('SimCLR', 'first_order'),
+                                            ('BarlowTwins', 'second_order')])
+def test_zero_lambdas_reproduce_the_base_update_exactly(kind, meta_grad):
+    base, base_optim, mcr, mcr_optim = twins(kind, lambda1=0.0, lambda2=0.0,
                                             meta_grad=meta_grad)
     for seed in (1, 2):
         base_log = base.train_step(image_batch(seed), base_optim)
@@ -264,26 +314,49 @@ def test_train_step_needs_the_two_optimizers():
                                       base=dict(optimizer=SGD)))
 
 
-# --------------------------------------------------------------------------- through the tools
+# --------------------------------------------------------------------------- through the Runner
 
 
-def test_train_checkpoint_and_resume_with_two_optimizers(small_data, tmp_path):
-    opts = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=16',
-            'train_dataloader.batch_size=8', 'default_hooks.logger.interval=1',
-            'model.algorithm.backbone.base_channels=8',
-            'model.algorithm.backbone.stem_channels=8', 'model.algorithm.neck.in_channels=64',
-            'model.comp_mod.in_channels=64']
-    cfg = 'configs/mcr/mcr_simclr_r18_digits.py'
-    log = run_tool('tools/train.py', cfg, '--work-dir', tmp_path, *opts)
+def _train(tmp_path, name, max_epochs, resume=False):
+    """tools/train.py's path (sslreg.launch), in this process: saves the interpreter
+    start-up of a subprocess per run."""
+    from mmengine.config import Config
+    from sslreg.launch import build_runner, default_collate_for_mmpretrain
+    cfg = Config.fromfile(str(ROOT / 'configs/mcr/mcr_simclr_r18_digits.py'))
+    cfg.merge_from_dict({
+        'train_cfg.max_epochs': max_epochs, 'train_dataloader.dataset.indices': 16,
+        'train_dataloader.batch_size': 8, 'default_hooks.logger.interval': 1,
+        'model.algorithm.backbone.base_channels': 8,
+        'model.algorithm.backbone.stem_channels': 8, 'model.algorithm.neck.in_channels': 64,
+        'model.comp_mod.in_channels': 64, 'param_scheduler.base.0.end': 2})
+    cfg.work_dir, cfg.experiment_name = str(tmp_path), name
+    cfg.resume, cfg.load_from = resume, None
+    default_collate_for_mmpretrain(cfg)
+    runner = build_runner(cfg, 'none')
+    runner.train()
+    return runner
+
+
+def _log(runner):
+    from pathlib import Path
+    return '\n'.join(p.read_text() for p in Path(runner.log_dir).glob('*.log'))
+
+
+def test_train_checkpoint_and_resume_with_two_optimizers(small_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    runner = _train(tmp_path, 'mcr_first', 1)
+    assert runner.optim_wrapper['meta'].get_lr()['lr'] == [1e-3]
+    log = _log(runner)
     assert re.search(r'base\.lr: \S+\s+meta\.lr: \S+', log)
     assert 'loss_mcr' in log and 'virtual_ssl' in log
     ckpt = torch.load(tmp_path / 'epoch_1.pth', map_location='cpu')
     assert set(ckpt['optimizer']) == {'base', 'meta'}
     assert set(ckpt['param_schedulers']) == {'base', 'meta'}
+    assert ckpt['optimizer']['meta']['state']  # Adam moments of xi were saved
     assert any(k.startswith('comp_mod.g_xi') for k in ckpt['state_dict'])
-    opts[1] = 'train_cfg.max_epochs=2'
-    log = run_tool('tools/train.py', cfg, '--work-dir', tmp_path, '--resume', *opts)
-    assert 'resumed' in log.lower() and 'Epoch(train) [2]' in log
-    assert 'Epoch(train) [1]' not in log
+    runner = _train(tmp_path, 'mcr_resumed', 2, resume=True)
+    log = _log(runner)
+    assert 'resumed epoch: 1' in log.lower() or 'resumed' in log.lower()
+    assert 'Epoch(train) [2]' in log and 'Epoch(train) [1]' not in log
     # the base cosine schedule continued from epoch 1: lr(epoch 2) = 0.05 * (1 + cos(pi/2)) / 2
     assert re.search(r'Epoch\(train\) \[2\]\S* +base\.lr: 2\.5000e-02', log)

@@ -189,7 +189,7 @@ def test_rho_sim_and_vcreg_compose_on_the_same_blocks():
     sim_only = wrap(dict(sim=sim))
     v_expl = wrap(dict(v=dict(type='VCReg', layers=layers, mode='explicit')))
     lb, gb = _block_grads(both, x)
-    assert {'loss', 'loss_sim', 'v_value'} <= set(lb)
+    assert {'loss_task', 'loss_sim', 'v_value'} <= set(lb) and 'loss' not in lb
     _, gs = _block_grads(sim_only, x)
     _, gv = _block_grads(v_expl, x)
     _, g0 = _block_grads(wrap({}), x)
@@ -245,3 +245,13 @@ def test_state_dict_layout_and_strip(tmp_path):
         assert torch.equal(p, q), n
     with pytest.raises(ValueError, match='differ'):
         strip_checkpoint(str(src), str(src))
+
+
+def test_logged_loss_is_the_total():
+    # MMEngine logs parse_losses' total as 'loss' unless the model's own 'loss' key
+    # overwrites it: the wrapper renames the task's loss to loss_task
+    model = wrap(dict(sim=dict(type='RhoSIM', layers='backbone.layers.*', loss_weight=1.0)))
+    losses = model(torch.randn(2, 3, 8, 8, dtype=torch.float64), mode='loss')
+    total, log_vars = model.parse_losses(losses)
+    assert float(log_vars['loss']) == pytest.approx(total.item())
+    assert total.item() == pytest.approx(losses['loss_task'].item() + losses['loss_sim'].item())

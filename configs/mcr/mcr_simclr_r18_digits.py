@@ -9,6 +9,7 @@ model = dict(
     comp_mod=dict(in_channels=512, out_channels=128, fusion='concat'),
     lambda1=0.01,
     lambda2=0.1,
+    mec_scale='mec_code',      # MEC's training scale; 'paper': mu = (m + d) / 2
     meta_grad='second_order',  # or 'finite_difference', 'first_order'
     lam_warmup_epochs=1)       # MEC: 1/lambda from 8x over the first epochs
 

@@ -30,10 +30,9 @@ model = dict(
 # SGD instead of the stock LARS (batch 4096): a small batch on a CPU.
 optim_wrapper = dict(_delete_=True, type='OptimWrapper',
                      optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4))
-max_epochs = 2
-train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
-                        end=max_epochs)]
+train_cfg = dict(max_epochs=2)
+# no T_max / end: the cosine spans train_cfg.max_epochs, also when set from the command line
+param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0)]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=5),
                      checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
 randomness = dict(seed=0)

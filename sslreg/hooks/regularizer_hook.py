@@ -5,7 +5,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS, MODELS
 
-from ..regularizers import Regularizer, find_regularizers, pop_terms
+from ..regularizers import Regularizer, find_regularizers, merge_terms, pop_terms
 
 SCHEDULES = ('constant', 'linear')
 
@@ -96,8 +96,7 @@ class RegularizerHook(Hook):
             return None
         for reg in self._collected.values():
             reg.active = False
-        output.update(pop_terms(self._collected))
-        return output
+        return merge_terms(output, pop_terms(self._collected))
 
     def after_train(self, runner):
         for handle in self._handles:

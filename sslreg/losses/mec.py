@@ -20,7 +20,11 @@ series, negated so that minimizing it maximizes the coding length:
     \mathrm{mec}(A, B) = -\mathrm{Tr}\Bigl(\mu \sum_{k=1}^{K}
         \frac{(-1)^{k+1}}{k} \bigl(\lambda A B^\top\bigr)^k\Bigr)
 
-with ``A``, ``B`` row-normalized. The defaults are MEC's: order ``K = 4``,
+with ``A``, ``B`` row-normalized. With :math:`\mu = (m+d)/2` it is (minus) the coding
+length; the MEC authors *train* on the series divided by :math:`m\lambda`, i.e.
+:math:`\mu = 1/(m\lambda)` (their code: ``loss = -trace / m * lamda_inv``, the coding
+length ``mu * loss`` only logged), whose first-order term is minus the mean cosine
+similarity of the pairs. Callers choose :math:`\mu`. The other defaults are MEC's: order ``K = 4``,
 :math:`\epsilon^2 = 64` (their ``--eps``), :math:`\mu = (m+d)/2`,
 :math:`\lambda = d/(m\epsilon^2)`; and because the series converges only when the
 spectral radius of :math:`\lambda A B^\top` is below 1, MEC warms :math:`1/\lambda`

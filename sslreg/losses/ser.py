@@ -47,7 +47,7 @@ ranks' values -- and, since DistributedDataParallel averages gradients, the
 gradient -- equals the single-process loss of the joined batch exactly, even when
 ranks hold different token counts. All ranks must call it (collective).
 """
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -116,7 +116,8 @@ def _gather_plain(x: torch.Tensor, gather: bool) -> torch.Tensor:
 
 def patch_nt_xent(u: torch.Tensor, v: torch.Tensor, image_ids: torch.Tensor, tau: float,
                   gather: bool = False) -> torch.Tensor:
-    r"""One direction of :math:`\mathcal{L}_{equiv}`: :math:`\frac{W}{N_{global}}\sum_i \ell_i(u, v)`.
+    r"""One direction of :math:`\mathcal{L}_{equiv}`:
+    :math:`\frac{W}{N_{global}}\sum_i \ell_i(u, v)`.
 
     Args:
         u: ``(N, D)`` anchors (view a mapped onto view b's lattice), this rank's.

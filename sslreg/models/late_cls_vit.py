@@ -32,7 +32,7 @@ positions) and ``init_style='mocov3'`` (its linear/qkv initialisation).
 import math
 from functools import reduce
 from operator import mul
-from typing import Dict, Optional, Sequence
+from typing import Dict
 
 import torch
 from mmengine.logging import MMLogger
@@ -222,7 +222,8 @@ class LateClsViT(VisionTransformer):
                 p.requires_grad = False
 
 
-def to_vit_state_dict(state_dict: Dict[str, torch.Tensor], prefix: str = '') -> Dict[str, torch.Tensor]:
+def to_vit_state_dict(state_dict: Dict[str, torch.Tensor],
+                      prefix: str = '') -> Dict[str, torch.Tensor]:
     """A ``LateClsViT`` state dict in mmpretrain ``VisionTransformer``'s layout: a zero
     CLS position prepended to ``pos_embed``, ``ln_equiv`` dropped. Shapes match a
     standard ViT of the same arch (but see the module docstring: the function differs)."""

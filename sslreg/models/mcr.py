@@ -12,8 +12,11 @@ algorithm (SimCLR, BYOL, BarlowTwins; backbone/neck/head untouched) and adds Com
   :math:`\hat Z = g_\zeta(z_1 \oplus z_2)`, ``2d -> d -> d``, on the projections.
 * **losses** (:mod:`sslreg.losses.mec`, Eq. 6-7): :math:`\mathcal{L}_{mcr} =
   \sum_t \mathrm{mec}(\hat Z, Z_t)` and :math:`\mathcal{L}_{comp} = \mathrm{mec}(\hat Z,
-  \hat Z)`, MEC's :math:`\lambda, \mu` from the batch (:math:`1/\lambda` warmed up from
-  8x over ``lam_warmup_epochs``).
+  \hat Z)`, MEC's :math:`\lambda = d/(m\epsilon^2)` from the batch (:math:`1/\lambda`
+  warmed up from 8x over ``lam_warmup_epochs``) and, by default, the scale of the MEC
+  authors' training code, :math:`\mu = 1/(m\lambda)` (``mec_scale='mec_code'``: the
+  series per sample and per :math:`\lambda`); ``mec_scale='paper'`` takes the coding
+  length's :math:`\mu = (m+d)/2` (see ``MCR``'s arguments).
 * **bi-level update** (Algorithm 1), in :meth:`MCR.train_step`:
 
   1. :math:`g = \nabla_{\theta,\phi}(\mathcal{L}_{ssl} + \lambda_1 \mathcal{L}_{mcr})`
@@ -39,7 +42,8 @@ algorithm (SimCLR, BYOL, BarlowTwins; backbone/neck/head untouched) and adds Com
      :math:`\theta^\pm = \theta \pm \varepsilon \eta v`: two forward passes, no
      second-order graph (for large models). ``'first_order'`` drops the term (as
      first-order DARTS/MAML do), so :math:`\xi` learns from :math:`\mathcal{L}_{comp}`
-     only; the cheapest, no virtual step at all.
+     only; the cheapest, no virtual step at all. ``meta_interval=k`` runs step 2 every
+     ``k``-th iteration only (a speed/fidelity trade-off; Algorithm 1 is ``k=1``).
 
   :math:`\mathcal{L}_{comp}` is taken at the current :math:`\theta` (the features of step
   1, detached: only :math:`\xi` is updated by step 2). The virtual forward runs on
@@ -76,7 +80,6 @@ from contextlib import contextmanager
 from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from mmengine.dist import get_world_size
 from mmengine.logging import MessageHub
 from mmengine.model import BaseAveragedModel, BaseModel, is_model_wrapper
@@ -90,6 +93,7 @@ from .regularized_model import load_architecture_cfg
 
 FUSIONS = ('concat', 'mixup', 'embedding')
 META_GRADS = ('second_order', 'finite_difference', 'first_order')
+MEC_SCALES = ('mec_code', 'paper')
 
 
 # --------------------------------------------------------------------------- CompMod
@@ -229,10 +233,21 @@ class MCR(BaseModel):
             LARS-type optimizers, whose effective step is not ``lr * grad``.
         order: Taylor order of the MEC series (4).
         eps_sq: MEC's squared decoding error (64).
+        mec_scale: ``'mec_code'`` (default): mu = 1 / (m lambda), the MEC authors'
+            training loss (their code divides the trace by the batch size and
+            multiplies by 1/lambda, keeping mu = (m + d)/2 for reporting the coding
+            length); its first-order term is minus the mean cosine similarity.
+            ``'paper'``: mu = (m + d) / 2, the coding length of MEC's equation, which
+            is (m + d) d / (2 eps^2) times larger (160x for m = 32, d = 128) -- with
+            lambda1 = 0.01 it outweighs the SSL loss.
         lam_warmup_epochs: 1/lambda goes from 8/lambda to 1/lambda over these epochs
             (MEC's schedule); 0 disables.
         lam_warmup_iters: the same in iterations (overrides the epochs).
         fd_epsilon: DARTS' 0.01: the finite-difference step is fd_epsilon / ||eta v||.
+        meta_interval: run step 2 (and update xi) every this many iterations; the other
+            iterations are step 1 alone, at the base algorithm's cost plus CompMod's
+            forward. 1 (every iteration) is Algorithm 1; larger values trade meta
+            updates for speed.
         data_preprocessor: used only when the algorithm has none.
     """
 
@@ -241,9 +256,11 @@ class MCR(BaseModel):
     def __init__(self, algorithm: Union[dict, nn.Module], comp_mod: dict,
                  lambda1: float = 0.01, lambda2: float = 0.1,
                  meta_grad: str = 'second_order', virtual_lr: Optional[float] = None,
-                 order: int = 4, eps_sq: float = 64.0, lam_warmup_epochs: float = 10,
+                 order: int = 4, eps_sq: float = 64.0, mec_scale: str = 'mec_code',
+                 lam_warmup_epochs: float = 10,
                  lam_warmup_iters: Optional[int] = None, fd_epsilon: float = 0.01,
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+                 meta_interval: int = 1, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if meta_grad not in META_GRADS:
             raise ValueError(f'meta_grad must be one of {META_GRADS}, got {meta_grad!r}')
@@ -256,7 +273,14 @@ class MCR(BaseModel):
         self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
         self.meta_grad, self.virtual_lr = meta_grad, virtual_lr
         self.order, self.eps_sq, self.fd_epsilon = order, eps_sq, fd_epsilon
+        if mec_scale not in MEC_SCALES:
+            raise ValueError(f'mec_scale must be one of {MEC_SCALES}, got {mec_scale!r}')
+        self.mec_scale = mec_scale
         self.lam_warmup_epochs, self.lam_warmup_iters = lam_warmup_epochs, lam_warmup_iters
+        if meta_interval < 1:
+            raise ValueError(f'meta_interval must be >= 1, got {meta_interval}')
+        self.meta_interval = int(meta_interval)
+        self._iteration = 0  # train_step calls, outside a Runner
         for key in ('backbone', 'neck'):
             if getattr(self.algorithm, key, None) is None:
                 raise ValueError(f'MCR needs an algorithm with a {key}; '
@@ -297,8 +321,13 @@ class MCR(BaseModel):
         return it / max(total, 1)
 
     def mec_lambda_mu(self, z_hat: torch.Tensor):
-        lam, mu = mec_hparams(z_hat.shape[0], z_hat.shape[1], self.eps_sq)
-        return mec_lambda_warmup(lam, self._warmup_progress()), mu
+        """(lambda, mu) of the MEC losses for this batch (``mec_scale``)."""
+        m, d = z_hat.shape
+        lam, mu = mec_hparams(m, d, self.eps_sq)
+        lam = mec_lambda_warmup(lam, self._warmup_progress())
+        if self.mec_scale == 'mec_code':
+            mu = 1.0 / (m * lam)
+        return lam, mu
 
     # ---------------------------------------------------------------- forward pieces
 
@@ -359,19 +388,20 @@ class MCR(BaseModel):
 
     # ---------------------------------------------------------------- the bi-level step
 
-    def bilevel_step(self, inputs, data_samples,
-                     lrs: Union[float, Sequence[float]]) -> BilevelStep:
+    def bilevel_step(self, inputs, data_samples, lrs: Union[float, Sequence[float]],
+                     meta_step: bool = True) -> BilevelStep:
         """Steps 1 and 2 of Algorithm 1 without touching any parameter.
 
         Args:
             inputs, data_samples: the preprocessed batch (two views).
             lrs: the virtual step's learning rate, one per :meth:`base_parameters`
                 entry or one for all.
+            meta_step: False skips step 2 (``meta_grads`` all None).
         """
         names, theta, xi = self.base_names(), self.base_parameters(), self.meta_parameters()
         lrs = [float(lrs)] * len(theta) if isinstance(lrs, (int, float)) else list(lrs)
         lambda1, lambda2 = self.lambda1, self.lambda2
-        unrolled = lambda1 != 0 and self.meta_grad != 'first_order'
+        unrolled = meta_step and lambda1 != 0 and self.meta_grad != 'first_order'
 
         # Step 1: g = grad_{theta, phi} (L_ssl + lambda1 L_mcr), xi fixed.
         l_ssl, log_vars, (h1, h2, z1, z2) = self._ssl_forward(inputs, data_samples,
@@ -388,7 +418,7 @@ class MCR(BaseModel):
         meta = [None] * len(xi)
         feats = [t.detach() for t in (h1, h2, z1, z2)]
         l_comp = comp_loss(self.comp_mod(*feats, alpha), lam, mu, self.order)
-        if lambda2 != 0:
+        if meta_step and lambda2 != 0:
             meta = _add(meta, torch.autograd.grad(lambda2 * l_comp, xi, allow_unused=True))
         virtual = None
         if unrolled:
@@ -455,10 +485,14 @@ class MCR(BaseModel):
                 "DDP's gradient reducer. Run without a launcher.")
         for wrapper in (base_wrapper, meta_wrapper):
             _init_counts(wrapper, self)
+        it = MessageHub.get_current_instance().get_info('iter')
+        it = self._iteration if it is None else it
+        self._iteration += 1
         with base_wrapper.optim_context(self):
             data = self.data_preprocessor(data, True)
             step = self.bilevel_step(data['inputs'], data['data_samples'],
-                                     self._virtual_lrs(base_wrapper))
+                                     self._virtual_lrs(base_wrapper),
+                                     meta_step=it % self.meta_interval == 0)
         _apply_grads(base_wrapper, self.base_parameters(), step.base_grads)
         _apply_grads(meta_wrapper, self.meta_parameters(), step.meta_grads)
         return step.log_vars

@@ -8,7 +8,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..regularizers import collecting, find_regularizers, pop_terms, probing
+from ..regularizers import collecting, find_regularizers, merge_terms, pop_terms, probing
 
 
 def load_architecture_cfg(architecture: dict, data_preprocessor: Optional[dict]) -> dict:
@@ -41,7 +41,8 @@ class RegularizedModel(BaseModel):
     """Wraps a model and adds regularizers on its layers.
 
     Training (``mode='loss'``) returns the architecture's loss dict plus
-    ``loss_<name>`` for each regularizer (and logged-only ``<name>_<stat>`` entries);
+    ``loss_<name>`` for each regularizer (and logged-only ``<name>_<stat>`` entries;
+    a bare ``loss`` of the architecture becomes ``loss_task``: :func:`merge_terms`);
     every other mode, ``val_step`` and ``test_step`` go to the architecture untouched.
     The state dict is ``architecture.*`` + ``regularizers.*``;
     ``tools/strip_regularizers.py`` writes the plain architecture checkpoint.
@@ -101,13 +102,7 @@ class RegularizedModel(BaseModel):
             return self.architecture(inputs, data_samples, mode=mode)
         with collecting(self._named.values()):
             losses = self.architecture(inputs, data_samples, mode='loss')
-        terms = pop_terms(self._named)
-        clash = set(terms) & set(losses)
-        if clash:
-            raise KeyError(f'regularizer names {sorted(clash)} clash with the architecture\'s '
-                           'own loss keys; rename the regularizers')
-        losses.update(terms)
-        return losses
+        return merge_terms(losses, pop_terms(self._named))
 
     def val_step(self, data):
         return self.architecture.val_step(data)

@@ -59,7 +59,6 @@ scale range / aspect   0.7-1.3 / 3/4-4/3 released ``--equiv-scale``, ``--equiv-a
 resampling             bilinear          the issue; the released code uses bicubic
 =====================  ================  =====================================================
 """
-import math
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -168,22 +167,25 @@ class SERMixin:
         x2s = G.act_each(list(v2), g2s, unit=unit, mode=mode)
         return x1s, x2s, g1s, g2s
 
-    def ser_encode(self, backbone: nn.Module, xs: Sequence[torch.Tensor], with_tokens: bool):
-        """Backbone over single images ``xs`` (C, H, W), bucketed by shape.
+    def ser_encode(self, backbone: nn.Module, xs: Sequence[torch.Tensor],
+                   with_tokens: Union[bool, Sequence[bool]]):
+        """Backbone over single images ``xs`` (C, H, W), one forward per distinct shape.
 
         Returns ``(cls, tokens)``: ``cls`` ``(len(xs), C)`` (the backbone's first output),
-        ``tokens`` a list of ``(C, h, w)`` maps (or None)."""
+        ``tokens`` a list of ``(C, h, w)`` maps where ``with_tokens`` (a bool, or one per
+        image) asks for them, else None entries."""
+        want = [bool(with_tokens)] * len(xs) if isinstance(with_tokens, bool) else list(with_tokens)
         cls = [None] * len(xs)
-        tokens = [None] * len(xs) if with_tokens else None
+        tokens = [None] * len(xs)
         for _, idx in _bucket_by_shape(xs).items():
             batch = torch.stack([xs[i] for i in idx])
-            if with_tokens:
+            if any(want[i] for i in idx):
                 outs, tok = backbone.forward_with_tokens(batch)
             else:
                 outs, tok = backbone(batch), None
             for j, i in enumerate(idx):
                 cls[i] = outs[0][j]
-                if with_tokens:
+                if want[i]:
                     tokens[i] = tok[j]
         return torch.stack(cls), tokens
 
@@ -232,27 +234,29 @@ class SERMixin:
         nb = B - n_eq
         x1s, x2s, g1s, g2s = self.ser_views(inputs[0][nb:], inputs[2][nb:], data_samples[nb:])
         want = self._equiv_active()
-        cls1, tok1 = self.ser_encode(backbone, x1s, with_tokens=want)
-        cls2, tok2 = self.ser_encode(backbone, x2s, with_tokens=want)
-        if nb:
-            cls_a = torch.cat([backbone(inputs[0][:nb])[0], cls1])
-            cls_b = torch.cat([backbone(inputs[1][:nb])[0], cls2])
-        else:
-            cls_a, cls_b = cls1, cls2
-        nce = self.ser_loss(tok1, tok2, g1s, g2s) if want else None
+        # One pass over every view, bucketed by shape: the baseline views share a bucket
+        # with any equivariance view of the same size (fewer, larger forwards).
+        views = [*inputs[0][:nb], *inputs[1][:nb], *x1s, *x2s]
+        cls, tokens = self.ser_encode(backbone, views, [False] * (2 * nb) + [want] * (2 * n_eq))
+        cls_a = torch.cat([cls[:nb], cls[2 * nb:2 * nb + n_eq]])
+        cls_b = torch.cat([cls[nb:2 * nb], cls[2 * nb + n_eq:]])
+        nce = None
+        if want:
+            tok1, tok2 = tokens[2 * nb:2 * nb + n_eq], tokens[2 * nb + n_eq:]
+            nce = self.ser_loss(tok1, tok2, g1s, g2s)
         return nb, cls_a, cls_b, (x1s, x2s), nce
 
-    def ser_target_cls(self, backbone: nn.Module, inputs, nb: int, equiv) -> Tuple[torch.Tensor, torch.Tensor]:
+    def ser_target_cls(self, backbone: nn.Module, inputs, nb: int,
+                       equiv) -> Tuple[torch.Tensor, torch.Tensor]:
         """CLS features of a momentum / teacher backbone, same layout as ser_forward's."""
         x1s, x2s = equiv
-        c1, _ = self.ser_encode(backbone, x1s, with_tokens=False)
-        c2, _ = self.ser_encode(backbone, x2s, with_tokens=False)
-        if nb:
-            c1 = torch.cat([backbone(inputs[0][:nb])[0], c1])
-            c2 = torch.cat([backbone(inputs[1][:nb])[0], c2])
-        return c1, c2
+        n_eq = len(x1s)
+        cls, _ = self.ser_encode(backbone, [*inputs[0][:nb], *inputs[1][:nb], *x1s, *x2s], False)
+        return (torch.cat([cls[:nb], cls[2 * nb:2 * nb + n_eq]]),
+                torch.cat([cls[nb:2 * nb], cls[2 * nb + n_eq:]]))
 
-    def ser_losses(self, loss_inv: torch.Tensor, nce: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def ser_losses(self, loss_inv: torch.Tensor,
+                   nce: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
         losses = dict(loss_inv=loss_inv)
         if nce is not None:
             losses['loss_equiv'] = self.lambda_equiv * nce
@@ -443,7 +447,8 @@ class SERDINO(SERMixin, BaseSelfSupervisor):
     def current_teacher_temp(self) -> float:
         it, warm = self._iter(), self.warmup_teacher_temp_iters
         if warm > 0 and it < warm:
-            return self.warmup_teacher_temp + (self.teacher_temp - self.warmup_teacher_temp) * it / warm
+            frac = it / warm
+            return self.warmup_teacher_temp + (self.teacher_temp - self.warmup_teacher_temp) * frac
         return self.teacher_temp
 
     def dino_loss(self, s1, s2, t1, t2) -> torch.Tensor:

@@ -4,12 +4,12 @@ Imports ``sslreg.losses`` and torch only; the OpenMMLab faces live in ``sslreg.m
 and ``sslreg.hooks``.
 """
 from .base import (Regularizer, channel_dim_for, collecting, find_regularizers, first_tensor,
-                   pop_terms, probing)
+                   merge_terms, pop_terms, probing)
 from .sim import SIM, RhoSIM
 from .taps import resolve_layers
 from .vcreg import VCReg
 
 __all__ = [
-    'Regularizer', 'collecting', 'probing', 'pop_terms', 'find_regularizers', 'first_tensor',
+    'Regularizer', 'collecting', 'probing', 'pop_terms', 'merge_terms', 'find_regularizers', 'first_tensor',
     'channel_dim_for', 'resolve_layers', 'VCReg', 'RhoSIM', 'SIM'
 ]

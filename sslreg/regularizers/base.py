@@ -160,6 +160,24 @@ def pop_terms(named: Dict[str, Regularizer]) -> Dict[str, torch.Tensor]:
     return out
 
 
+def merge_terms(losses: dict, terms: Dict[str, torch.Tensor]) -> dict:
+    """Add regularizer terms to a model's loss dict, in place.
+
+    MMEngine's ``parse_losses`` logs the total under ``loss`` but a model's own ``loss``
+    key then overwrites it in the log (the optimizer still gets the right total). When
+    terms are added, the model's ``loss`` is renamed ``loss_task`` so the log shows the
+    total as ``loss`` and the task part beside the regularizers.
+    """
+    clash = set(terms) & set(losses)
+    if clash:
+        raise KeyError(f'regularizer names {sorted(clash)} clash with the model\'s own loss '
+                       'keys; rename the regularizers')
+    if terms and 'loss' in losses and 'loss_task' not in losses:
+        losses['loss_task'] = losses.pop('loss')
+    losses.update(terms)
+    return losses
+
+
 @contextmanager
 def probing(regularizers: Iterable[Regularizer]):
     """Record the shapes of the tapped layers' inputs/outputs during one forward."""

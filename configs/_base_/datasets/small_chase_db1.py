@@ -1,12 +1,12 @@
 # The small real fundus set of tools/data/make_small_datasets.py in the CHASE_DB1 layout:
 # crops of scikit-image's retina photograph, vessel labels made by a vesselness filter
-# (not expert annotations). mmseg's stock CHASE_DB1 dataset config with a CPU-sized scale
-# (the stock 128x128 training crops are kept).
+# (not expert annotations). mmseg's stock CHASE_DB1 dataset config with a CPU-sized scale and
+# crop (64x64 training crops; the full configs use larger ones).
 _base_ = 'mmseg::_base_/datasets/chase_db1.py'
 
 data_root = 'data/small/CHASE_DB1'
-img_scale = (192, 192)
-crop_size = (128, 128)
+img_scale = (128, 128)
+crop_size = (64, 64)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),

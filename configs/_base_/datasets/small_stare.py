@@ -1,12 +1,12 @@
 # The small real fundus set of tools/data/make_small_datasets.py in the STARE layout:
 # crops of scikit-image's retina photograph, vessel labels made by a vesselness filter
-# (not expert annotations). mmseg's stock STARE dataset config with a CPU-sized scale
-# (the stock 128x128 training crops are kept).
+# (not expert annotations). mmseg's stock STARE dataset config with a CPU-sized scale and
+# crop (64x64 training crops; the full configs use larger ones).
 _base_ = 'mmseg::_base_/datasets/stare.py'
 
 data_root = 'data/small/STARE'
-img_scale = (160, 160)
-crop_size = (128, 128)
+img_scale = (128, 128)
+crop_size = (64, 64)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),

@@ -1,0 +1,18 @@
+# MCR on BYOL, ResNet-18, cifar100: mcr_simclr_r18_cifar100.py with BYOL as the wrapped
+# algorithm (mmpretrain's BYOL; projector/predictor 4096-256, target momentum 0.99 --
+# CIFAR-standard BYOL settings, not from the MCR paper).
+_base_ = ['./mcr_simclr_r18_cifar100.py']
+
+model = dict(
+    algorithm=dict(
+        type='BYOL',
+        base_momentum=0.01,
+        neck=dict(hid_channels=4096, out_channels=256, with_bias=True, with_last_bn=False),
+        head=dict(
+            _delete_=True,
+            type='LatentPredictHead',
+            loss=dict(type='CosineSimilarityLoss'),
+            predictor=dict(type='NonLinearNeck', in_channels=256, hid_channels=4096,
+                           out_channels=256, num_layers=2, with_bias=True,
+                           with_last_bn=False, with_avg_pool=False))),
+    comp_mod=dict(out_channels=256))
