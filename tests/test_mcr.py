@@ -200,6 +200,9 @@ def test_other_fusions_train_their_meta_parameters(fusion):
 
 
 def test_meta_interval_updates_xi_every_kth_step_only():
+    # a fresh (current) MessageHub: an 'iter' left by earlier tests must not drive the count
+    from mmengine.logging import MessageHub
+    MessageHub.get_instance('test_meta_interval_updates_xi_every_kth_step_only')
     model = toy_mcr(0.7, 0.3, meta_interval=2).float()
     optim = build_optim_wrapper(model, dict(
         constructor='MCROptimWrapperConstructor', base=dict(optimizer=dict(type='SGD', lr=0.1)),
