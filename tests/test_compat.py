@@ -1,5 +1,6 @@
 """sslreg.compat: MMEngine checkpoints under torch's default safe loading; CPU fixes."""
 import pickle
+import textwrap
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
 
+from conftest import run_tool
 from sslreg import compat
 
 
@@ -104,3 +106,33 @@ def test_config_fixes_for_cpu():
         assert cfg.model.heads[0].norm_cfg.type == 'BN'
         assert cfg.env_cfg.dist_cfg.backend == 'gloo'
         assert cfg.model_wrapper_cfg.type == 'CPUDistributedDataParallel'
+
+
+def test_cpu_ddp_wrapper_turns_unnamed_syncbn_into_bn(tmp_path):
+    """torch's DDP refuses SyncBatchNorm in a CPU module; mmpretrain's NonLinearNeck
+    builds SyncBN by default, where no config names it. One gloo process, in a
+    subprocess so that this test process never joins a process group."""
+    script = tmp_path / 'ddp_syncbn.py'
+    script.write_text(textwrap.dedent('''
+        import os, torch, torch.distributed as dist
+        from mmengine.registry import MODELS, init_default_scope
+        import sslreg
+        from sslreg.models.ddp import CPUDistributedDataParallel
+        os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=os.environ['PORT'])
+        dist.init_process_group('gloo', rank=0, world_size=1)
+        init_default_scope('mmpretrain')
+        neck = MODELS.build(dict(type='NonLinearNeck', in_channels=4, hid_channels=6,
+                                 out_channels=3, with_avg_pool=False))
+        assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in neck.modules())
+        ddp = CPUDistributedDataParallel(neck.train())
+        assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in ddp.modules())
+        out = ddp((torch.randn(5, 4),))[0]
+        out.sum().backward()
+        assert out.shape == (5, 3) and neck.fc0.weight.grad is not None
+        print('SYNCBN-REVERTED')
+    '''))
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    assert 'SYNCBN-REVERTED' in run_tool(script, env=dict(PORT=str(port)), timeout=300)
