@@ -36,33 +36,58 @@ the timings.
 
 Rows
 ----
-Variants are a registry (:data:`VARIANTS`): a name, the regularizers config it adds for
-a backbone, and the backbones it runs on by default. Without ``--variants`` the rows
-are the default pairs (VCReg fast / explicit on every block of ResNet-50 and ViT-B/32,
-ρSIM ρ=0.2 on every block of ResNet-18 and ResNet-50, and, when sslreg's VCReg has a
-``sample_ratio``, VCReg fast with statistics from 20% of the positions on ResNet-50 and
-ViT-B/32); with ``--variants`` every named variant runs on every named backbone. The
-baseline is always added. A later regularizer adds a row by adding a :class:`Variant`;
-one may bring its own architecture and baseline (e.g. an SSL algorithm with and
-without SER; one whose inputs differ, such as two views, also needs its own batch in
-:func:`synthetic_batch`).
+Variants are a registry (:data:`VARIANTS`). A *classifier* variant is the
+``regularizers`` config it adds to a backbone's classifier (``RegularizedModel``); its
+baseline is the plain classifier (``none``) and one step is forward in loss mode plus
+backward, as above. An *algorithm* variant (:class:`Algorithm`) is an SSL algorithm
+built from a config of this repository exactly as ``tools/train.py`` builds it (its
+``model``, ``data_preprocessor`` and ``optim_wrapper``); one step is MMEngine's
+``model.train_step(data, optim_wrapper)`` on uint8 views, so preprocessing, the
+optimizer step and (MCR) the second optimizer are in the time. Its baseline is the
+algorithm it regularizes, from the same config or the stock mmpretrain config the
+config inherits, with the same backbone, batch and input size.
+
+Default rows (without ``--variants``): VCReg fast / explicit on every block of
+ResNet-50 and ViT-B/32, VCReg fast with statistics from 20% of the positions on both,
+ρSIM ρ=0.2 on every block of ResNet-18 and ResNet-50 (batch ``--batch`` at ``--size``);
+SER on MoCo v3 ViT-S/16 (``vit-s16-ssl``: batch 16 at 224, 3 views); MCR-SimCLR with
+each meta-gradient (second order, DARTS finite difference, first order) over SimCLR
+and SidAE over SimSiam, ResNet-18 CIFAR (``r18-cifar-ssl``: batch 64 at 32). With
+``--variants``, each named variant runs on every named backbone it applies to (a
+classifier variant on every classifier backbone, an algorithm variant on its own
+group). The baseline is always added.
+
+Arithmetic floors of the algorithm rows (the FLOP column shows them). SER keeps two
+views per sample (the equivariance sub-batch's views are geometric transforms of one
+crop, at 0.7-1.3x the area) and adds the patch-token projector and the patch-wise
+NT-Xent; LateClsViT's first k blocks run without the CLS token, so the FLOP ratio is
+close to 1. MCR's exact second-order meta-gradient needs, besides SimCLR's step, a
+forward+backward at the virtual weights (+1x by itself) and a vector-Jacobian product
+through the first gradient (a double backward); so it cannot come near 2x SimCLR's
+step whatever the implementation. ``meta_interval=k`` divides the extra cost by k; the
+finite-difference form replaces the double backward by two forwards. Each algorithm
+row also records the names its ``train_step`` logged (``logged``), which show the
+regularizer's terms were computed.
 """
 import argparse
-import inspect
+import ast
+import dataclasses
 import json
 import os
 import os.path as osp
 import platform
+import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+ROOT = osp.join(osp.dirname(osp.abspath(__file__)), '..')
+
+sys.path.insert(0, ROOT)
 import sslreg  # noqa: E402,F401  (registers RegularizedModel, VCReg, RhoSIM)
 
 StepFn = Callable[[], None]
@@ -71,7 +96,7 @@ StepFn = Callable[[], None]
 # --------------------------------------------------------------------------- registry
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Backbone:
     """A classifier to regularize: its model dict for an input size, and the glob of
     every one of its blocks."""
@@ -102,21 +127,36 @@ BACKBONES: Dict[str, Backbone] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """An SSL algorithm as users train it: built from ``config`` (a path under the
+    repository; with ``inherit``, the stock config it inherits) after ``edit(cfg)``; one
+    step is ``model.train_step`` on ``views`` uint8 views of ``batch`` images of
+    ``size``; each data sample gets ``metainfo(rng)``."""
+    config: str
+    views: int
+    batch: int
+    size: int
+    inherit: bool = False
+    edit: Optional[Callable[[object], None]] = None
+    metainfo: Optional[Callable[[random.Random], dict]] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Variant:
-    """One row per backbone: the ``regularizers`` config it attaches.
+    """One row per backbone (or algorithm group).
 
     Args:
-        regularizers: backbone -> the ``regularizers`` dict of ``RegularizedModel``.
-        backbones: the backbones it runs on when ``--variants`` is not given.
+        regularizers: backbone -> the ``regularizers`` dict of ``RegularizedModel``
+            (classifier variants).
+        backbones: the backbones or groups it runs on when ``--variants`` is not given.
         baseline: the variant its ratios are taken against.
-        architecture: (backbone, size) -> model dict, to replace the backbone's
-            classifier (e.g. an SSL algorithm); None keeps the classifier.
+        algorithm: an SSL algorithm row instead of a regularized classifier.
     """
-    regularizers: Callable[[Backbone], dict]
-    backbones: Tuple[str, ...]
+    regularizers: Callable[[Backbone], dict] = lambda bb: {}
+    backbones: Tuple[str, ...] = ()
     baseline: str = 'none'
-    architecture: Optional[Callable[[Backbone, int], dict]] = None
+    algorithm: Optional[Algorithm] = None
 
 
 def vcreg(mode: str, **extra) -> Callable[[Backbone], dict]:
@@ -128,43 +168,102 @@ def rhosim(bb: Backbone) -> dict:
                             loss_weight=5e-3))
 
 
-VARIANTS: Dict[str, Variant] = {
-    'none': Variant(lambda bb: {}, tuple(BACKBONES), baseline='none'),
-    'vcreg-fast': Variant(vcreg('fast'), ('resnet50', 'vit-b32')),
-    'vcreg-explicit': Variant(vcreg('explicit'), ('resnet50', 'vit-b32')),
-    'rhosim': Variant(rhosim, ('resnet18', 'resnet50')),
-}
-
-#: Names VCReg might give a "statistics from a fraction of positions" option.
-SAMPLING_PARAMS = ('sample_ratio', 'sample_fraction', 'sample_rate')
 #: At 0.2 the exact form's ResNet-50 arithmetic (≈1.54× the plain step) falls to ≈1.1×.
 SAMPLED_FRACTION = 0.2
 
+# The algorithm rows' configs. The baselines come from the same files (or the stock
+# mmpretrain config they inherit), so backbone, projector, batch and size are the same.
+SER_MOCOV3 = 'configs/ser/ser-mocov3_vit-small-p16_8xb256-coslr-100e_in1k.py'
+MCR_SIMCLR = 'configs/mcr/mcr_simclr_r18_cifar10.py'
+SIDAE = 'configs/sidae/sidae_r18_cifar10.py'
 
-def vcreg_sampling_param() -> Optional[str]:
-    """The sampling argument of sslreg's VCReg, or None if it has none."""
-    from sslreg.regularizers.vcreg import VCReg
-    params = inspect.signature(VCReg.__init__).parameters
-    return next((p for p in SAMPLING_PARAMS if p in params), None)
+
+def ser_metainfo(rng: random.Random) -> dict:
+    from sslreg.models.ser import META_G1, META_G2
+    from sslreg.geometry import sample_element
+    return {META_G1: sample_element(rng=rng).to_tuple(),
+            META_G2: sample_element(rng=rng).to_tuple()}
 
 
-# Only when sslreg's VCReg offers sampled statistics.
-_SAMPLING = vcreg_sampling_param()
-if _SAMPLING is not None:
-    VARIANTS['vcreg-fast-sampled'] = Variant(vcreg('fast', **{_SAMPLING: SAMPLED_FRACTION}),
-                                             ('resnet50', 'vit-b32'))
+def inherited_base(path: str) -> str:
+    """The ``_base_`` of a config file (SER's baseline is the MoCo v3 config it edits)."""
+    with open(osp.join(ROOT, path)) as f:
+        tree = ast.parse(f.read())
+    base = next(ast.literal_eval(node.value) for node in tree.body
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == '_base_')
+    return base if isinstance(base, str) else base[0]
+
+
+def mcr_edit(**kwargs) -> Callable[[object], None]:
+    def edit(cfg):
+        cfg.model.update(kwargs)
+    return edit
+
+
+def mcr_base_algorithm(cfg):
+    """SimCLR alone: MCR's wrapped algorithm and its 'base' optimizer."""
+    cfg.model = cfg.model.algorithm
+    cfg.optim_wrapper = cfg.optim_wrapper.base
+
+
+def simsiam_of_sidae(cfg):
+    """SimSiam with SidAE's encoder, projector and predictor: drop the decoder."""
+    cfg.model.type = 'SimSiam'
+    cfg.model.pop('decoder')
+    cfg.model.pop('w')
+
+
+CIFAR = dict(batch=64, size=32)
+VARIANTS: Dict[str, Variant] = {
+    'none': Variant(backbones=tuple(BACKBONES)),
+    'vcreg-fast': Variant(vcreg('fast'), ('resnet50', 'vit-b32')),
+    'vcreg-explicit': Variant(vcreg('explicit'), ('resnet50', 'vit-b32')),
+    'vcreg-fast-sampled': Variant(vcreg('fast', sample_ratio=SAMPLED_FRACTION),
+                                  ('resnet50', 'vit-b32')),
+    'rhosim': Variant(rhosim, ('resnet18', 'resnet50')),
+    'mocov3': Variant(backbones=('vit-s16-ssl',), baseline='mocov3', algorithm=Algorithm(
+        SER_MOCOV3, views=2, batch=16, size=224, inherit=True)),
+    'ser-mocov3': Variant(backbones=('vit-s16-ssl',), baseline='mocov3', algorithm=Algorithm(
+        SER_MOCOV3, views=3, batch=16, size=224, metainfo=ser_metainfo)),
+    'simclr': Variant(backbones=('r18-cifar-ssl',), baseline='simclr', algorithm=Algorithm(
+        MCR_SIMCLR, views=2, edit=mcr_base_algorithm, **CIFAR)),
+    'mcr-simclr': Variant(backbones=('r18-cifar-ssl',), baseline='simclr', algorithm=Algorithm(
+        MCR_SIMCLR, views=2, edit=mcr_edit(meta_grad='second_order'), **CIFAR)),
+    'mcr-simclr-fd': Variant(backbones=('r18-cifar-ssl',), baseline='simclr',
+                             algorithm=Algorithm(MCR_SIMCLR, views=2, **CIFAR,
+                                                 edit=mcr_edit(meta_grad='finite_difference'))),
+    'mcr-simclr-first-order': Variant(backbones=('r18-cifar-ssl',), baseline='simclr',
+                                      algorithm=Algorithm(MCR_SIMCLR, views=2, **CIFAR,
+                                                          edit=mcr_edit(meta_grad='first_order'))),
+    'simsiam': Variant(backbones=('r18-cifar-ssl',), baseline='simsiam', algorithm=Algorithm(
+        SIDAE, views=2, edit=simsiam_of_sidae, **CIFAR)),
+    'sidae': Variant(backbones=('r18-cifar-ssl',), baseline='simsiam', algorithm=Algorithm(
+        SIDAE, views=3, **CIFAR)),
+}
+
+#: Groups of algorithm rows, timed together like a backbone's rows.
+ALGORITHM_GROUPS = tuple(dict.fromkeys(
+    g for v in VARIANTS.values() if v.algorithm for g in v.backbones))
+GROUPS = tuple(BACKBONES) + ALGORITHM_GROUPS
 
 
 def rows_to_run(backbones: Sequence[str],
                 variants: Optional[Sequence[str]]) -> Dict[str, List[str]]:
     """backbone -> its variant names, baselines first. ``variants=None``: the default
-    pairs of the registry; otherwise every named variant on every backbone."""
+    pairs of the registry; otherwise every named variant on every named backbone it
+    applies to (classifier variants on classifier backbones, algorithm variants on their
+    own groups). Backbones left without a variant are left out."""
     plan = {}
     for bb in backbones:
-        names = [v for v in VARIANTS if bb in VARIANTS[v].backbones] if variants is None \
-            else list(variants)
-        baselines = [VARIANTS[v].baseline for v in names]
-        plan[bb] = list(dict.fromkeys(baselines + names))
+        if variants is None:
+            names = [v for v in VARIANTS if bb in VARIANTS[v].backbones]
+        elif bb in BACKBONES:
+            names = [v for v in variants if VARIANTS[v].algorithm is None]
+        else:
+            names = [v for v in variants if bb in VARIANTS[v].backbones]
+        if names:
+            baselines = [VARIANTS[v].baseline for v in names]
+            plan[bb] = list(dict.fromkeys(baselines + names))
     return plan
 
 
@@ -172,14 +271,13 @@ def rows_to_run(backbones: Sequence[str],
 
 
 def build_model(backbone: str, variant: str, size: int, seed: int, device: str):
-    """``RegularizedModel`` of one row in train mode; the same seed gives every variant
-    of a backbone the same architecture weights."""
+    """``RegularizedModel`` of one classifier row in train mode; the same seed gives
+    every variant of a backbone the same architecture weights."""
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope('mmpretrain')
     bb, var = BACKBONES[backbone], VARIANTS[variant]
-    architecture = var.architecture(bb, size) if var.architecture else bb.architecture(size)
     torch.manual_seed(seed)
-    model = MODELS.build(dict(type='RegularizedModel', architecture=architecture,
+    model = MODELS.build(dict(type='RegularizedModel', architecture=bb.architecture(size),
                               probe_input=(1, 3, size, size),
                               regularizers=var.regularizers(bb)))
     return model.to(device).train()
@@ -204,6 +302,99 @@ def make_step(model, inputs, data_samples) -> StepFn:
         if inputs.is_cuda:
             torch.cuda.synchronize()
     return step
+
+
+def algorithm_config(algo: Algorithm, device: str):
+    """The config of an algorithm row after its edit and this machine's fixes."""
+    from mmengine.config import Config
+    from sslreg.compat import fix_config_for_this_machine
+    path = inherited_base(algo.config) if algo.inherit else algo.config
+    if '::' in path:
+        path = Config._get_cfg_path(path, ROOT)[0]
+    cfg = Config.fromfile(path if osp.isabs(path) else osp.join(ROOT, path))
+    if algo.edit is not None:
+        algo.edit(cfg)
+    fix_config_for_this_machine(cfg)
+    if not device.startswith('cuda') and cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'OptimWrapper'  # fp16 autocast needs CUDA
+        cfg.optim_wrapper.pop('loss_scale', None)
+    return cfg
+
+
+def build_algorithm(variant: str, seed: int, device: str):
+    """(model, optim_wrapper) of an algorithm row, built as tools/train.py builds them."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS, init_default_scope
+    cfg = algorithm_config(VARIANTS[variant].algorithm, device)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model_cfg = cfg.model
+    if cfg.get('data_preprocessor') is not None:  # as the Runner merges it
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    torch.manual_seed(seed)
+    model = MODELS.build(model_cfg)
+    if not device.startswith('cuda'):  # SyncBN no config names (NonLinearNeck's default)
+        model = revert_sync_batchnorm(model)
+    model = model.to(device).train()
+    return model, build_optim_wrapper(model, cfg.optim_wrapper)
+
+
+def synthetic_views(algo: Algorithm, seed: int) -> dict:
+    """``train_step``'s data: ``views`` uint8 image batches and data samples."""
+    from mmpretrain.structures import DataSample
+    gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
+    inputs = [torch.randint(0, 256, (algo.batch, 3, algo.size, algo.size), generator=gen,
+                            dtype=torch.uint8) for _ in range(algo.views)]
+    samples = []
+    for _ in range(algo.batch):
+        sample = DataSample()
+        if algo.metainfo is not None:
+            sample.set_metainfo(algo.metainfo(rng))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def make_train_step(model, optim_wrapper, data: dict, device: str,
+                    logged: Optional[List[str]] = None) -> StepFn:
+    """One MMEngine training iteration of an algorithm; ``logged`` receives the names
+    of the values it logs (so a row shows its regularizer's terms were computed)."""
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_current_instance()
+    state = dict(it=0)
+
+    def step():
+        # What the Runner's loop provides (schedules such as DINO's teacher temperature
+        # and MCR's lambda warm-up read them).
+        hub.update_info('iter', state['it'])
+        hub.update_info('epoch', 0)
+        hub.update_info('max_iters', 10 ** 6)
+        state['it'] += 1
+        log_vars = model.train_step(data, optim_wrapper)
+        if logged is not None:
+            logged[:] = sorted(log_vars)
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+    return step
+
+
+def build_row(backbone: str, variant: str, args, device: str):
+    """(model, step, row) of one variant."""
+    algo = VARIANTS[variant].algorithm
+    if algo is None:
+        inputs, data_samples = synthetic_batch(args.batch, args.size, args.seed, device)
+        model = build_model(backbone, variant, args.size, args.seed, device)
+        step = make_step(model, inputs, data_samples)
+        batch, size = args.batch, args.size
+    else:
+        if args.ssl_batch is not None:
+            algo = dataclasses.replace(algo, batch=args.ssl_batch)
+        model, optim_wrapper = build_algorithm(variant, args.seed, device)
+        logged = []
+        step = make_train_step(model, optim_wrapper, synthetic_views(algo, args.seed), device,
+                               logged)
+        return model, step, dict(backbone=backbone, variant=variant, batch=algo.batch,
+                                 size=algo.size, config=algo.config, logged=logged)
+    return model, step, dict(backbone=backbone, variant=variant, batch=batch, size=size)
 
 
 # --------------------------------------------------------------------------- measurements
@@ -287,15 +478,12 @@ def step_flops(step: StepFn) -> int:
 def measure_backbone(backbone: str, variants: Sequence[str], args, device: str) -> List[dict]:
     """Build every variant of ``backbone``, measure it, time them interleaved; one
     row per variant, ratios against each variant's baseline."""
-    inputs, data_samples = synthetic_batch(args.batch, args.size, args.seed, device)
     steps, rows = [], {}
     for variant in variants:
         log(f'{backbone} / {variant}: build, FLOPs, memory')
-        model = build_model(backbone, variant, args.size, args.seed, device)
-        step = make_step(model, inputs, data_samples)
-        rows[variant] = dict(backbone=backbone, variant=variant, batch=args.batch,
-                             size=args.size, flops=step_flops(step),
-                             memory_bytes=memory_bytes(model, step, device))
+        model, step, row = build_row(backbone, variant, args, device)
+        row.update(flops=step_flops(step), memory_bytes=memory_bytes(model, step, device))
+        rows[variant] = row
         steps.append((variant, step))
     log(f'{backbone}: timing {len(steps)} variants interleaved, '
         f'{args.warmup} warm-up + {args.repeats} timed rounds')
@@ -321,9 +509,10 @@ def add_ratios(row: dict, base: dict):
 
 COLUMNS = (('backbone', 'backbone', '{}'), ('variant', 'variant', '{}'),
            ('batch', 'batch', '{}'), ('size', 'input', '{0}x{0}'),
-           ('median_s', 'median step (s)', '{:.3f}'), ('time_ratio', 'time × none', '{:.3f}'),
-           ('memory_ratio', '{mem} × none', '{:.3f}'),
-           ('flop_ratio', 'FLOP × none (fwd+bwd)', '{:.3f}'))
+           ('baseline', 'baseline', '{}'), ('median_s', 'median step (s)', '{:.3f}'),
+           ('time_ratio', 'time × baseline', '{:.3f}'),
+           ('memory_ratio', '{mem} × baseline', '{:.3f}'),
+           ('flop_ratio', 'FLOP × baseline', '{:.3f}'))
 
 
 def markdown_table(rows: List[dict], device: str) -> str:
@@ -365,14 +554,19 @@ def csv_names(choices: Sequence[str]) -> Callable[[str], List[str]]:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Step time, memory and FLOPs of regularized models vs the plain model')
-    parser.add_argument('--backbones', type=csv_names(list(BACKBONES)), default=list(BACKBONES),
-                        help=f'comma-separated, from {",".join(BACKBONES)} (default: all)')
+    parser.add_argument('--backbones', type=csv_names(list(GROUPS)), default=list(GROUPS),
+                        help=f'comma-separated, from {",".join(GROUPS)} (default: all; the '
+                        'last ones are groups of SSL-algorithm rows)')
     parser.add_argument('--variants', type=csv_names(list(VARIANTS)), default=None,
                         help=f'comma-separated, from {",".join(VARIANTS)}; each runs on every '
                         'backbone (default: the registry\'s default pairs)')
-    parser.add_argument('--batch', type=int, default=8, help='batch size (default: 8)')
+    parser.add_argument('--batch', type=int, default=8,
+                        help='batch size of the classifier rows (default: 8; algorithm rows '
+                        'use their own, see the module docstring)')
     parser.add_argument('--size', type=int, default=224,
-                        help='input height and width (default: 224)')
+                        help='input height and width of the classifier rows (default: 224)')
+    parser.add_argument('--ssl-batch', type=int, default=None,
+                        help='batch size of the algorithm rows (default: each row\'s own)')
     parser.add_argument('--repeats', type=int, default=7, help='timed rounds (default: 7)')
     parser.add_argument('--warmup', type=int, default=2,
                         help='untimed rounds before them (default: 2)')
@@ -384,8 +578,9 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='work_dirs/benchmark/overhead.json',
                         help='JSON output (default: work_dirs/benchmark/overhead.json)')
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0 or args.batch < 1 or args.size < 1:
-        parser.error('--repeats, --batch and --size must be >= 1, --warmup >= 0')
+    if args.repeats < 1 or args.warmup < 0 or args.batch < 1 or args.size < 1 or (
+            args.ssl_batch is not None and args.ssl_batch < 1):
+        parser.error('--repeats, --batch, --ssl-batch and --size must be >= 1, --warmup >= 0')
     return args
 
 
