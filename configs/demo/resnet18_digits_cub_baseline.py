@@ -17,8 +17,9 @@ optim_wrapper = dict(optimizer=dict(lr=0.05))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - 1, by_epoch=True, begin=1,
-         end=max_epochs),
+    # no T_max / end: MMEngine ends it at train_cfg.max_epochs, so
+    # --cfg-options train_cfg.max_epochs=N rescales the cosine too
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1),
 ]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=5),
                      checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))

@@ -28,8 +28,8 @@ model = dict(
 
 max_epochs = 2
 train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
-                        end=max_epochs)]
+# no T_max / end: MMEngine ends the cosine at train_cfg.max_epochs (rescales with it)
+param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0)]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=5),
                      checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
 randomness = dict(seed=0)
