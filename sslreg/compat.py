@@ -124,6 +124,8 @@ def fix_config_for_this_machine(cfg):
     - DataLoader ``persistent_workers=True`` with ``num_workers=0`` raises in torch.
     - A config inheriting a ``mmpretrain::`` base gets ``_scope_`` stamped into its
       ``collate_fn`` dict and MMEngine 0.10.7 passes it on to the function (TypeError).
+    - A param scheduler without ``end`` that begins where training ends is dropped
+      (see ``_drop_schedulers_past_the_end``).
     - Without CUDA: SyncBN -> BN (SyncBN needs GPUs), ``dist_cfg`` backend -> gloo, and
       a DDP wrapper that does not pass ``device_ids`` (see ``CPUDistributedDataParallel``).
     """
@@ -136,6 +138,7 @@ def fix_config_for_this_machine(cfg):
         collate = loader.get('collate_fn')
         if isinstance(collate, dict):
             collate.pop('_scope_', None)
+    _drop_schedulers_past_the_end(cfg)
     if not torch.cuda.is_available():
         _replace_sync_bn(cfg.get('model'))
         env_cfg = cfg.get('env_cfg')
@@ -162,3 +165,32 @@ def _replace_sync_bn(node):
     elif isinstance(node, (list, tuple)):
         for value in node:
             _replace_sync_bn(value)
+
+
+def _drop_schedulers_past_the_end(cfg):
+    """A param scheduler without ``end`` runs to the end of training: MMEngine fills in
+    ``max_epochs`` (``max_iters`` when not ``by_epoch``) and raises when that is not
+    after its ``begin``, e.g. the demos' cosine after a 1-epoch warmup in a
+    ``train_cfg.max_epochs=1`` run. A phase with an explicit ``end`` that begins after
+    training ends is simply never reached; the implicit one is treated alike: dropped,
+    with a warning."""
+    schedulers = cfg.get('param_scheduler')
+    train_cfg = cfg.get('train_cfg') or {}
+    if not schedulers or not isinstance(train_cfg, dict):
+        return
+    one = isinstance(schedulers, dict)
+    kept = []
+    for sched in [schedulers] if one else list(schedulers):
+        by_epoch = sched.get('by_epoch', True)
+        limit = train_cfg.get('max_epochs' if by_epoch else 'max_iters')
+        if 'end' not in sched and limit is not None and sched.get('begin', 0) >= limit:
+            warnings.warn(f"param_scheduler {sched.get('type')} begins at {sched.get('begin')}, "
+                          f"where training ends ({limit} {'epochs' if by_epoch else 'iters'}): "
+                          'not used')
+            continue
+        kept.append(sched)
+    if one:
+        if not kept:
+            cfg['param_scheduler'] = None
+    elif len(kept) != len(schedulers):
+        cfg['param_scheduler'] = kept

@@ -136,3 +136,19 @@ def test_cpu_ddp_wrapper_turns_unnamed_syncbn_into_bn(tmp_path):
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
     assert 'SYNCBN-REVERTED' in run_tool(script, env=dict(PORT=str(port)), timeout=300)
+
+
+def test_scheduler_that_begins_where_training_ends_is_dropped():
+    """The demos' cosine begins after a 1-epoch warmup and ends with training: in a
+    1-epoch run MMEngine would give it end=1=begin and raise; it is dropped instead."""
+    warmup = dict(type='LinearLR', by_epoch=True, begin=0, end=1)
+    cosine = dict(type='CosineAnnealingLR', by_epoch=True, begin=1)
+    cfg = Config(dict(train_cfg=dict(max_epochs=1), param_scheduler=[warmup, cosine]))
+    with pytest.warns(UserWarning, match='CosineAnnealingLR begins at 1'):
+        compat.fix_config_for_this_machine(cfg)
+    assert [s['type'] for s in cfg.param_scheduler] == ['LinearLR']
+    # a longer run keeps it; so does a phase with an explicit end (MMEngine accepts it)
+    for train_cfg, sched in ((dict(max_epochs=2), cosine), (dict(max_epochs=1), dict(cosine, end=8))):
+        cfg = Config(dict(train_cfg=train_cfg, param_scheduler=[warmup, sched]))
+        compat.fix_config_for_this_machine(cfg)
+        assert len(cfg.param_scheduler) == 2
