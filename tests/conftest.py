@@ -39,3 +39,25 @@ def run_tool(*args, timeout=900, env=None):
     if proc.returncode != 0:
         raise AssertionError(f'{" ".join(cmd)} exited {proc.returncode}:\n{out[-6000:]}')
     return out
+
+
+def free_port(span=1):
+    """A TCP port with the ``span - 1`` ports after it also free right now (for a
+    launcher's master port, or a daemon's pair of ports); parallel runs then do not clash."""
+    import random
+    import socket
+    for _ in range(200):
+        port = random.randint(20000, 60000 - span)
+        socks = []
+        try:
+            for p in range(port, port + span):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(('', p))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return port
+    raise RuntimeError('no free TCP port found')
