@@ -323,9 +323,13 @@ def algorithm_config(algo: Algorithm, device: str):
 
 def build_algorithm(variant: str, seed: int, device: str):
     """(model, optim_wrapper) of an algorithm row, built as tools/train.py builds them."""
+    from mmengine.logging import MMLogger
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, init_default_scope
+    # the current MMEngine logger: warnings only (not the optimizer constructor's
+    # per-parameter lines on stdout, where the table goes)
+    MMLogger.get_instance('benchmark_overhead', log_level='WARNING')
     cfg = algorithm_config(VARIANTS[variant].algorithm, device)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model_cfg = cfg.model
