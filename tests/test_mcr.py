@@ -4,6 +4,7 @@ the virtual step, and the MMEngine plumbing (two optimizers, schedulers, checkpo
 resume) through tools/train.py."""
 import copy
 import re
+import sys
 
 import pytest
 import torch
@@ -112,26 +113,53 @@ def toy_batch(seed=1, n=6):
     return [torch.randn(n, 3, 4, 4, dtype=torch.float64, generator=gen) for _ in range(2)]
 
 
-def meta_objective(model, inputs, lr, lambda1, lambda2):
-    """L_ssl(theta - lr * grad(L_ssl + lambda1 L_mcr)) + lambda2 L_comp as a function of
-    xi, written out independently of MCR.bilevel_step."""
+def meta_objective(model, shards, lr, lambda1, lambda2):
+    """The meta objective as a function of xi, written out independently of
+    MCR.bilevel_step: with one shard (one process), L_ssl(theta - lr * grad(L_ssl +
+    lambda1 L_mcr)) + lambda2 L_comp; with several (ranks), the mean over shards of each
+    loss, the virtual step taken with the mean of the shards' gradients."""
     alg = model.algorithm
     names = [n for n, _ in alg.named_parameters()]
     theta = [p for _, p in alg.named_parameters()]
-    x = torch.stack(inputs, 1).reshape(-1, *inputs[0].shape[1:])  # SimCLR interleaves
-    h = alg.backbone(x)[-1]
-    z = alg.neck((h,))[0]
-    h1, h2, z1, z2 = h[0::2], h[1::2], z[0::2], z[1::2]
-    lam, mu = mec_hparams(h1.shape[0], z1.shape[1], eps_sq=1.0)
-    if model.mec_scale == 'mec_code':
-        mu = 1 / (h1.shape[0] * lam)
-    z_hat = model.comp_mod(h1, h2, z1, z2)
-    l_ssl = alg(inputs, None, mode='loss')['loss']
-    g = torch.autograd.grad(l_ssl + lambda1 * mcr_loss(z_hat, [z1, z2], lam, mu), theta)
+    grads, comps = [], []
+    for inputs in shards:
+        x = torch.stack(inputs, 1).reshape(-1, *inputs[0].shape[1:])  # SimCLR interleaves
+        h = alg.backbone(x)[-1]
+        z = alg.neck((h,))[0]
+        h1, h2, z1, z2 = h[0::2], h[1::2], z[0::2], z[1::2]
+        lam, mu = mec_hparams(h1.shape[0], z1.shape[1], eps_sq=1.0)
+        if model.mec_scale == 'mec_code':
+            mu = 1 / (h1.shape[0] * lam)
+        z_hat = model.comp_mod(h1, h2, z1, z2)
+        l_ssl = alg(inputs, None, mode='loss')['loss']
+        grads.append(torch.autograd.grad(l_ssl + lambda1 * mcr_loss(z_hat, [z1, z2], lam, mu),
+                                         theta))
+        comps.append(comp_loss(model.comp_mod(h1, h2, z1, z2), lam, mu))
+    g = [sum(gs) / len(shards) for gs in zip(*grads)]
     virtual = {n: p - lr * gi for n, p, gi in zip(names, theta, g)}
-    l_virtual = torch.func.functional_call(alg, virtual, (inputs, None), dict(mode='loss'))
-    l_comp = comp_loss(model.comp_mod(h1, h2, z1, z2), lam, mu)
-    return float((l_virtual['loss'] + lambda2 * l_comp).detach())
+    l_virtual = sum(torch.func.functional_call(alg, virtual, (inputs, None),
+                                               dict(mode='loss'))['loss'] for inputs in shards)
+    return float((l_virtual / len(shards) + lambda2 * sum(comps) / len(shards)).detach())
+
+
+def directional_fd(model, shards, lr, lambda1, lambda2, direction, eps=1e-5):
+    """Central difference of :func:`meta_objective` along ``direction`` in xi."""
+    xi = model.meta_parameters()
+    values = []
+    for sign in (1, -1):
+        with torch.no_grad():
+            for p, d in zip(xi, direction):
+                p.add_(sign * eps * d)
+        values.append(meta_objective(model, shards, lr, lambda1, lambda2))
+        with torch.no_grad():
+            for p, d in zip(xi, direction):
+                p.sub_(sign * eps * d)
+    return (values[0] - values[1]) / (2 * eps)
+
+
+def random_direction(params, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(p.shape, dtype=p.dtype, generator=gen) for p in params]
 
 
 @pytest.mark.parametrize('lambda2,mec_scale', [(0.0, 'mec_code'), (0.3, 'mec_code'),
@@ -140,22 +168,10 @@ def test_meta_gradient_equals_finite_difference_of_the_meta_objective(lambda2, m
     lambda1, lr = 0.7, 0.5
     model = toy_mcr(lambda1, lambda2, mec_scale=mec_scale)
     inputs = toy_batch()
-    xi = model.meta_parameters()
     step = model.bilevel_step(inputs, None, lrs=lr)
-    gen = torch.Generator().manual_seed(3)
-    direction = [torch.randn(p.shape, dtype=p.dtype, generator=gen) for p in xi]
+    direction = random_direction(model.meta_parameters())
     analytic = sum((g * d).sum() for g, d in zip(step.meta_grads, direction))
-    eps = 1e-5
-    values = []
-    for sign in (1, -1):
-        with torch.no_grad():
-            for p, d in zip(xi, direction):
-                p.add_(sign * eps * d)
-        values.append(meta_objective(model, inputs, lr, lambda1, lambda2))
-        with torch.no_grad():
-            for p, d in zip(xi, direction):
-                p.sub_(sign * eps * d)
-    numeric = (values[0] - values[1]) / (2 * eps)
+    numeric = directional_fd(model, [inputs], lr, lambda1, lambda2, direction)
     assert abs(numeric) > 1e-4  # the second-order term is really there
     assert float(analytic) == pytest.approx(numeric, rel=1e-6, abs=1e-9)
 
@@ -363,3 +379,90 @@ def test_train_checkpoint_and_resume_with_two_optimizers(small_data, tmp_path, m
     assert 'Epoch(train) [2]' in log and 'Epoch(train) [1]' not in log
     # the base cosine schedule continued from epoch 1: lr(epoch 2) = 0.05 * (1 + cos(pi/2)) / 2
     assert re.search(r'Epoch\(train\) \[2\]\S* +base\.lr: 2\.5000e-02', log)
+
+
+# --------------------------------------------------------------------------- several processes
+
+WORKER = '''
+import sys, torch, torch.distributed as dist
+sys.path[:0] = [{tests!r}, {root!r}]
+dist.init_process_group('gloo')
+rank = dist.get_rank()
+from test_mcr import toy_batch, toy_mcr
+from sslreg.models.mcr import MCRDataParallel
+# SimCLR takes its negatives from every rank (GatherLayer), which couples the ranks'
+# losses; with local negatives each rank's objective depends on its shard only and the
+# reference below is exact. What is under test is MCR's own averaging.
+import mmpretrain.models.selfsup.simclr as simclr
+simclr.GatherLayer.apply = staticmethod(lambda z: (z, ))
+for mode in ('second_order', 'finite_difference'):
+    # rank 1 starts from other weights: the wrapper must broadcast rank 0's
+    model = toy_mcr(0.7, 0.3, mode, seed=rank)
+    MCRDataParallel(model)
+    step = model.bilevel_step(toy_batch(seed=1 + rank), None, lrs=0.5)
+    torch.save(dict(base=step.base_grads, meta=step.meta_grads, state=model.state_dict()),
+               f'{{sys.argv[1]}}/{{mode}}_rank{{rank}}.pt')
+'''
+
+
+def test_two_processes_follow_the_mean_of_the_ranks_objectives(tmp_path):
+    """MCRDataParallel on 2 gloo processes, each with its own shard: the base gradient
+    is the mean of the shards' gradients and the xi-gradient is that of the mean of the
+    ranks' meta objectives (virtual step with the mean gradient), on both ranks. (The
+    workers give SimCLR local negatives, see WORKER.)"""
+    from conftest import free_port, run_tool
+    script = tmp_path / 'worker.py'
+    script.write_text(WORKER.format(tests=str(ROOT / 'tests'), root=str(ROOT)))
+    run_tool(sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+             f'--master_port={free_port()}', script, tmp_path, timeout=300,
+             env={'OMP_NUM_THREADS': '1'})
+    shards = [toy_batch(seed=1), toy_batch(seed=2)]
+    reference = toy_mcr(0.7, 0.3, seed=0)
+    mean_base = [sum(gs) / 2 for gs in zip(*(
+        toy_mcr(0.7, 0.3, seed=0).bilevel_step(s, None, lrs=0.5).base_grads for s in shards))]
+    direction = random_direction(reference.meta_parameters())
+    numeric = directional_fd(reference, shards, 0.5, 0.7, 0.3, direction)
+    assert abs(numeric) > 1e-4
+    for mode, rtol in (('second_order', 1e-6), ('finite_difference', 1e-4)):
+        ranks = [torch.load(tmp_path / f'{mode}_rank{r}.pt') for r in (0, 1)]
+        for key, value in reference.state_dict().items():  # rank 0's weights everywhere
+            assert torch.equal(ranks[0]['state'][key], value)
+            assert torch.equal(ranks[1]['state'][key], value)
+        for r in ranks:
+            for got, want in zip(r['base'], mean_base):
+                assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+            analytic = sum((g * d).sum() for g, d in zip(r['meta'], direction))
+            assert float(analytic) == pytest.approx(numeric, rel=rtol, abs=1e-9)
+        for a, b in zip(ranks[0]['meta'], ranks[1]['meta']):
+            assert torch.equal(a, b)
+
+
+def test_several_processes_without_the_mcr_wrapper_fail_clearly(monkeypatch):
+    import sslreg.models.mcr as mcr_module
+    monkeypatch.setattr(mcr_module, 'get_world_size', lambda: 2)
+    model = toy_mcr(0.7, 0.3)
+    with pytest.raises(RuntimeError, match="model_wrapper_cfg = dict\\(type='MCRDataParallel'\\)"):
+        model(toy_batch(), None, mode='loss')
+
+
+def test_tools_dist_train_runs_mcr_on_two_processes(small_data, tmp_path):
+    """The digits MCR config under tools/dist_train.sh with 2 CPU processes: its
+    MCRDataParallel wrapper is built by the Runner, rank 0 logs, the checkpoint loads."""
+    from conftest import free_port, run_tool
+    run_tool('tools/dist_train.sh', 'configs/mcr/mcr_simclr_r18_digits.py', 2,
+             '--work-dir', tmp_path, '--cfg-options', 'train_cfg.max_epochs=1',
+             'train_dataloader.dataset.indices=16', 'train_dataloader.batch_size=4',
+             'default_hooks.logger.interval=1', 'model.algorithm.backbone.base_channels=8',
+             'model.algorithm.backbone.stem_channels=8', 'model.algorithm.neck.in_channels=64',
+             'model.comp_mod.in_channels=64', 'param_scheduler.base.0.end=2',
+             env={'PORT': str(free_port()), 'OMP_NUM_THREADS': '1'}, timeout=300)
+    logs = sorted(tmp_path.glob('*/*.log'))
+    assert len(logs) == 1, logs  # rank 0 only
+    log = logs[0].read_text()
+    assert 'Distributed launcher: pytorch' in log and 'GPU number: 2' in log
+    # 16 images, 2 ranks x batch 4: 2 iterations (one process would run 4)
+    assert 'Epoch(train) [1][2/2]' in log and 'virtual_ssl' in log
+    ckpt = torch.load(tmp_path / 'epoch_1.pth', map_location='cpu')
+    assert set(ckpt['optimizer']) == {'base', 'meta'}
+    assert any(k.startswith('comp_mod.') for k in ckpt['state_dict'])
+    assert not any(k.startswith('module.') for k in ckpt['state_dict'])

@@ -1,13 +1,15 @@
 # MCR on Barlow Twins, ResNet-50, ImageNet-1k: mmpretrain's stock Barlow Twins recipe
 # (mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py)
 # with the algorithm wrapped by MCR, lambda1 = 0.01, lambda2 = 0.1 (the paper's Table 6
-# best). MCR runs in one process (sslreg/models/mcr.py), so this is
-# the stock recipe at one GPU x 256 with the LARS learning rate scaled linearly
+# best). This is the stock recipe at one GPU x 256 (MCR also runs
+# on several with MCRDataParallel: scale lr with the total batch, auto_scale_lr) with the LARS learning rate scaled linearly
 # (0.2 = stock lr x 256 / stock total batch).
 # virtual_lr: LARS steps by lr x trust ratio, not lr x grad, so the virtual step takes an
 # explicit plain-SGD learning rate; 0.05 is our choice, not the paper's (unverified).
 _base_ = 'mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py'
 custom_imports = dict(imports=['sslreg'], allow_failed_imports=False)
+# several processes (dist_train.sh, slurm): MCR averages its bi-level gradients itself
+model_wrapper_cfg = dict(type='MCRDataParallel')
 
 model = dict(
     _delete_=True,

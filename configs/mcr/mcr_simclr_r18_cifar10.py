@@ -5,9 +5,10 @@
 # NOT from the paper (our assumptions, CIFAR-standard SimCLR settings): batch 256, 500
 # epochs, SGD lr 0.3 momentum 0.9 wd 1e-4 with 10 warm-up epochs and cosine decay,
 # projector 512-2048-128, temperature 0.2, Adam 1e-3 for the meta parameters.
-# Single process (see sslreg/models/mcr.py): no launcher.
 _base_ = 'mmpretrain::simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py'
 custom_imports = dict(imports=['sslreg'], allow_failed_imports=False)
+# several processes (dist_train.sh, slurm): MCR averages its bi-level gradients itself
+model_wrapper_cfg = dict(type='MCRDataParallel')
 
 dataset_type = 'CIFAR10'
 data_root = 'data/cifar10/'

@@ -2,6 +2,9 @@
 # is simclr_r18_digits.py. lambda1, lambda2: the paper's Table 6 best (0.01, 0.1).
 _base_ = ['./simclr_r18_digits.py']
 
+# several processes (dist_train.sh, slurm): MCR averages its bi-level gradients itself
+model_wrapper_cfg = dict(type='MCRDataParallel')
+
 model = dict(
     _delete_=True,
     type='MCR',

@@ -3,7 +3,7 @@ from mmengine.registry import MODELS
 
 from ..regularizers import SIM, RhoSIM, VCReg
 from .ddp import CPUDistributedDataParallel
-from .mcr import MCR
+from .mcr import MCR, MCRDataParallel
 from .late_cls_vit import LateClsViT
 from .necks import SIMNeck, VCRegNeck
 from .pyramid_neck import SimplePyramidNeck

@@ -68,9 +68,16 @@ both scheduler lists, and logs ``base.lr`` / ``meta.lr``. Each step is applied t
 the wrapper's own ``update_params`` (gradient accumulation, clipping and its counters
 keep working).
 
-Limitations: single process only (the second-order gradient bypasses DDP's reducer;
-the gradients would need an explicit all-reduce of ``g``, ``v`` and the
-:math:`\xi`-gradients), no AMP; backbones whose last output is ``(N, C, H, W)`` or
+Several processes (``tools/dist_train.sh``, SLURM): set
+``model_wrapper_cfg = dict(type='MCRDataParallel')`` (the MCR configs do). DDP's reducer
+cannot see gradients taken with ``torch.autograd.grad``, so MCR averages them itself; the
+update is that of the global objective, the mean of the ranks' objectives, as DDP's would
+be: :math:`g` is averaged over ranks before both the real and the virtual step, :math:`v`
+is averaged, each rank takes :math:`(\partial g_r/\partial\xi)^\top \bar v` through its
+own graph and the :math:`\xi`-gradients are averaged. BatchNorm is per rank (SyncBN is
+reverted: its backward is not twice differentiable).
+
+Limitations: no AMP; backbones whose last output is ``(N, C, H, W)`` or
 ``(N, C)``; algorithms that call their backbone and neck once per view (BYOL,
 BarlowTwins, SimSiam) or once on the interleaved views (SimCLR).
 """
@@ -80,11 +87,13 @@ from contextlib import contextmanager
 from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
+import torch.distributed as torch_dist
 from mmengine.dist import get_world_size
 from mmengine.logging import MessageHub
-from mmengine.model import BaseAveragedModel, BaseModel, is_model_wrapper
+from mmengine.model import (BaseAveragedModel, BaseModel, is_model_wrapper,
+                            revert_sync_batchnorm)
 from mmengine.optim import OptimWrapper, OptimWrapperDict
-from mmengine.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import MODEL_WRAPPERS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 from torch.func import functional_call
 
@@ -377,6 +386,7 @@ class MCR(BaseModel):
 
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
         if mode == 'loss':
+            self._check_distributed()
             return self.loss(inputs, data_samples)
         return self.algorithm(inputs, data_samples, mode=mode)
 
@@ -413,6 +423,7 @@ class MCR(BaseModel):
         l_step1 = l_ssl + lambda1 * l_mcr if lambda1 != 0 else l_ssl
         second_order = unrolled and self.meta_grad == 'second_order'
         g = torch.autograd.grad(l_step1, theta, create_graph=second_order, allow_unused=True)
+        g_mean = _rank_mean([None if gi is None else gi.detach() for gi in g])
 
         # Step 2: grad_xi [L_ssl(theta_xi, phi_xi) + lambda2 L_comp].
         meta = [None] * len(xi)
@@ -423,16 +434,17 @@ class MCR(BaseModel):
         virtual = None
         if unrolled:
             theta_v = [(p if gi is None else p - lr * gi).detach().requires_grad_(p.requires_grad)
-                       for p, gi, lr in zip(theta, g, lrs)]
+                       for p, gi, lr in zip(theta, g_mean, lrs)]
             virtual, _, _ = self._ssl_forward(inputs, data_samples,
                                               params=dict(zip(names, theta_v)))
-            v = torch.autograd.grad(virtual, theta_v, allow_unused=True)
+            v = _rank_mean(torch.autograd.grad(virtual, theta_v, allow_unused=True))
             if second_order:
                 meta = _add(meta, self._vjp_through_step(g, v, lrs, xi))
             else:
                 meta = _add(meta, self._finite_difference(inputs, data_samples, names, theta,
                                                           v, lrs, xi, alpha, lam, mu))
-        base = [None if gi is None else gi.detach() for gi in g]
+        meta = _rank_mean(meta) if meta_step else meta
+        base = g_mean
 
         log_vars = dict(log_vars)
         log_vars.update(
@@ -479,10 +491,7 @@ class MCR(BaseModel):
 
     def train_step(self, data, optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:
         base_wrapper, meta_wrapper = self._wrappers(optim_wrapper)
-        if get_world_size() > 1:
-            raise NotImplementedError(
-                'MCR trains in a single process: its second-order meta-gradient bypasses '
-                "DDP's gradient reducer. Run without a launcher.")
+        self._check_distributed()
         for wrapper in (base_wrapper, meta_wrapper):
             _init_counts(wrapper, self)
         it = MessageHub.get_current_instance().get_info('iter')
@@ -496,6 +505,15 @@ class MCR(BaseModel):
         _apply_grads(base_wrapper, self.base_parameters(), step.base_grads)
         _apply_grads(meta_wrapper, self.meta_parameters(), step.meta_grads)
         return step.log_vars
+
+    def _check_distributed(self):
+        """Several processes need MCRDataParallel: MMEngine's default DDP wrapper would
+        skip :meth:`train_step` and train the single-level :meth:`loss`."""
+        if get_world_size() > 1 and not getattr(self, '_mcr_data_parallel', False):
+            raise RuntimeError(
+                "MCR in several processes needs its own wrapper: add model_wrapper_cfg = "
+                "dict(type='MCRDataParallel') to the config (DDP's reducer cannot see the "
+                'gradients of the bi-level step)')
 
     @staticmethod
     def _wrappers(optim_wrapper):
@@ -514,6 +532,62 @@ class MCR(BaseModel):
         lr_of = {id(p): group['lr'] for group in wrapper.optimizer.param_groups
                  for p in group['params']}
         return [float(lr_of.get(id(p), 0.0)) for p in params]
+
+
+def _rank_mean(tensors: Sequence[Optional[torch.Tensor]]) -> List[Optional[torch.Tensor]]:
+    """The mean over ranks of each tensor (None stays None: the same parameters are
+    unused on every rank), in one all-reduce; the tensors themselves when alone."""
+    tensors = list(tensors)
+    world = get_world_size()
+    present = [t for t in tensors if t is not None]
+    if world == 1 or not present:
+        return tensors
+    flat = torch.cat([t.detach().reshape(-1) for t in present])
+    torch_dist.all_reduce(flat)
+    flat /= world
+    out, offset = [], 0
+    for t in tensors:
+        if t is None:
+            out.append(None)
+            continue
+        out.append(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return out
+
+
+@MODEL_WRAPPERS.register_module()
+class MCRDataParallel(nn.Module):
+    """Data parallelism for :class:`MCR` (``model_wrapper_cfg=dict(type='MCRDataParallel')``).
+
+    Rank 0's parameters and buffers are broadcast once; from then on every rank applies
+    the same averaged gradients (MCR's :meth:`~MCR.train_step` averages them), so the
+    replicas stay equal without DDP's reducer, which cannot see gradients taken with
+    ``torch.autograd.grad``. SyncBN layers are reverted to per-rank BN (SyncBN's
+    backward is not twice differentiable, and not available on CPU).
+    """
+
+    def __init__(self, module: 'MCR', **kwargs):
+        super().__init__()
+        if not isinstance(module, MCR):
+            raise TypeError(f'MCRDataParallel wraps an MCR model, got {type(module).__name__}')
+        self.module = revert_sync_batchnorm(module)
+        self.module._mcr_data_parallel = True
+        if torch_dist.is_available() and torch_dist.is_initialized():
+            with torch.no_grad():
+                for tensor in [*self.module.parameters(), *self.module.buffers()]:
+                    torch_dist.broadcast(tensor, src=0)
+
+    def train_step(self, data, optim_wrapper):
+        return self.module.train_step(data, optim_wrapper)
+
+    def val_step(self, data):
+        return self.module.val_step(data)
+
+    def test_step(self, data):
+        return self.module.test_step(data)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
 
 
 def _add(acc, grads):
