@@ -255,3 +255,63 @@ def test_logged_loss_is_the_total():
     total, log_vars = model.parse_losses(losses)
     assert float(log_vars['loss']) == pytest.approx(total.item())
     assert total.item() == pytest.approx(losses['loss_task'].item() + losses['loss_sim'].item())
+
+
+# ------------------------------------------------------------------------------ list inputs
+class DenseLayer(nn.Module):
+    """As mmpretrain's DenseLayer: called with the list of all earlier maps."""
+
+    def __init__(self, c_in, growth):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, growth, 3, padding=1)
+
+    def forward(self, prev):
+        return torch.relu(self.conv(torch.cat(prev, 1)))
+
+
+class DenseToy(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Module()
+        self.backbone.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.backbone.block = nn.ModuleList([DenseLayer(4, 3), DenseLayer(7, 3)])
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        feats = [self.backbone.stem(inputs)]
+        for layer in self.backbone.block:
+            feats.append(layer(feats))
+        out = torch.cat(feats, 1).mean()
+        return dict(loss=out.square()) if mode == 'loss' else out
+
+
+def test_a_block_called_with_a_list_reads_its_channel_concatenation():
+    """DenseNet's dense layers take the list of earlier maps: the block input ρSIM
+    reconstructs is their concatenation, as the layer computes from it. (rho = 1: every
+    position, so the loss does not depend on the sampling draw.)"""
+    from sslreg.losses.sim import rho_sim_block_loss
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='RegularizedModel', architecture=DenseToy(),
+                              regularizers=dict(sim=dict(type='RhoSIM', layers='backbone.block.*',
+                                                         rho=1.0, dim=4, hidden=5,
+                                                         loss_weight=1.0)),
+                              probe_input=(1, 3, 6, 6))).double()
+    reg = model.regularizers.sim
+    key = 'backbone__block__1'
+    assert reg.h1[key][0].in_features == 7  # 4 stem + 3 from layer 0
+    seen, recorded = {}, {}
+    layer1 = model.architecture.backbone.block[1]
+    handle = layer1.register_forward_hook(lambda m, a, o: seen.update(zin=list(a[0]), zout=o))
+    orig = reg.block_loss
+    reg.block_loss = lambda name, *a: recorded.setdefault(name, orig(name, *a))
+    model(torch.randn(2, 3, 6, 6, dtype=torch.float64), mode='loss')
+    handle.remove()
+    assert sorted(recorded) == ['backbone.block.0', 'backbone.block.1']
+    expected = rho_sim_block_loss(torch.cat(seen['zin'], 1), seen['zout'], reg.h1[key],
+                                  reg.h2[key], reg.g[key], 1.0, 1, 'mse', False, reg.eps)
+    assert recorded['backbone.block.1'].item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_a_list_of_maps_that_cannot_be_concatenated_is_a_clear_error():
+    reg = RhoSIM(layers='x')
+    with pytest.raises(ValueError, match=r"list of tensors of shapes \[\(1, 2, 4, 4\), \(1, 2, 3, 3\)\]"):
+        reg._block_input('x', ([torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 3, 3)], ))

@@ -79,12 +79,18 @@ class Regularizer(nn.Module):
         self._handles = []
 
     def _block_input(self, name, args):
-        if len(args) <= self.input_index or not torch.is_tensor(args[self.input_index]):
+        x = args[self.input_index] if len(args) > self.input_index else None
+        if isinstance(x, (list, tuple)) and x and all(torch.is_tensor(t) for t in x):
+            # A block called with a list of maps computes from their channel
+            # concatenation (DenseNet's dense layers): that is its input.
+            x = x[0] if len(x) == 1 else _concat_channels(name, x)
+        if not torch.is_tensor(x):
             raise ValueError(
                 f'{type(self).__name__}: layer {name!r} was called with '
                 f'{len(args)} positional argument(s); input_index={self.input_index} does not '
-                'name a tensor among them. Set input_index to the position of the block input.')
-        return args[self.input_index]
+                'name a tensor (or a list of tensors) among them. Set input_index to the '
+                'position of the block input.')
+        return x
 
     def _hook(self, name, module, args, output):
         if self.probing:
@@ -119,6 +125,17 @@ class Regularizer(nn.Module):
 def channel_dim_for(ndim: int) -> int:
     """Where the channels are: last for (N, L, C) token maps, 1 for (N, C, H, W) / (N, C)."""
     return -1 if ndim == 3 else 1
+
+
+def _concat_channels(name: str, maps) -> torch.Tensor:
+    dim = channel_dim_for(maps[0].dim())
+    try:
+        return torch.cat(list(maps), dim=dim)
+    except RuntimeError as err:
+        shapes = [tuple(t.shape) for t in maps]
+        raise ValueError(f'layer {name!r} was called with a list of tensors of shapes {shapes}; '
+                         'sslreg reads such a list as one input, concatenated along the '
+                         f'channels, which needs equal sizes elsewhere ({err})') from err
 
 
 def first_tensor(output) -> torch.Tensor:
