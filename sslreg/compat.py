@@ -126,7 +126,8 @@ def fix_config_for_this_machine(cfg):
       ``collate_fn`` dict and MMEngine 0.10.7 passes it on to the function (TypeError).
     - A param scheduler without ``end`` that begins where training ends is dropped
       (see ``_drop_schedulers_past_the_end``).
-    - Without CUDA: SyncBN -> BN (SyncBN needs GPUs), ``dist_cfg`` backend -> gloo, and
+    - Without CUDA: mmcv's MMSyncBN -> torch's SyncBN (MMSyncBN cannot even be built
+      without a process group), ``dist_cfg`` backend -> gloo, and
       a DDP wrapper that does not pass ``device_ids`` (see ``CPUDistributedDataParallel``).
     """
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -156,10 +157,16 @@ def fix_config_for_this_machine(cfg):
 
 
 def _replace_sync_bn(node):
-    """SyncBN -> BN anywhere in a (nested) config; MMSegSyncBN too."""
+    """MMSyncBN -> SyncBN anywhere in a (nested) config.
+
+    torch's SyncBN is left as it is: built on CPU it normalizes like BN in one process,
+    and MMEngine (one process) or ``CPUDistributedDataParallel`` (several) turn it into
+    ``_BatchNormXd``, which takes (N, C) and (N, C, H, W) alike. Rewriting the config to
+    'BN' instead would build ``BatchNorm2d``, which refuses the (N, C) features of
+    mmpretrain's SSL necks."""
     if isinstance(node, dict):
-        if node.get('type') in ('SyncBN', 'MMSyncBN', 'MMSegSyncBN'):
-            node['type'] = 'BN'
+        if node.get('type') == 'MMSyncBN':
+            node['type'] = 'SyncBN'
         for value in node.values():
             _replace_sync_bn(value)
     elif isinstance(node, (list, tuple)):

@@ -96,14 +96,16 @@ def test_config_fixes_for_cpu():
         train_dataloader=dict(num_workers=0, persistent_workers=True,
                               collate_fn=dict(type='default_collate', _scope_='mmpretrain')),
         model=dict(backbone=dict(norm_cfg=dict(type='SyncBN')),
-                   heads=[dict(norm_cfg=dict(type='SyncBN', requires_grad=True))]),
+                   heads=[dict(norm_cfg=dict(type='MMSyncBN', requires_grad=True))]),
         env_cfg=dict(dist_cfg=dict(backend='nccl')), launcher='pytorch'))
     compat.fix_config_for_this_machine(cfg)
     assert cfg.train_dataloader.persistent_workers is False
     assert '_scope_' not in cfg.train_dataloader.collate_fn
     if not torch.cuda.is_available():
-        assert cfg.model.backbone.norm_cfg.type == 'BN'
-        assert cfg.model.heads[0].norm_cfg.type == 'BN'
+        # torch's SyncBN is reverted after the build (any dimensionality); mmcv's cannot
+        # be built without a process group
+        assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
+        assert cfg.model.heads[0].norm_cfg.type == 'SyncBN'
         assert cfg.env_cfg.dist_cfg.backend == 'gloo'
         assert cfg.model_wrapper_cfg.type == 'CPUDistributedDataParallel'
 
@@ -152,3 +154,19 @@ def test_scheduler_that_begins_where_training_ends_is_dropped():
         cfg = Config(dict(train_cfg=train_cfg, param_scheduler=[warmup, sched]))
         compat.fix_config_for_this_machine(cfg)
         assert len(cfg.param_scheduler) == 2
+
+
+def test_ssl_neck_naming_syncbn_trains_in_one_cpu_process(tmp_path):
+    """mmpretrain's SSL configs name SyncBN in their 1-D necks: after this machine's
+    fixes the Runner's model takes (N, C) features (a 'BN' rewrite would not)."""
+    from mmengine.registry import init_default_scope
+    cfg = Config(dict(model=dict(type='NonLinearNeck', in_channels=4, hid_channels=6,
+                                 out_channels=3, with_avg_pool=False,
+                                 norm_cfg=dict(type='SyncBN'))))
+    compat.fix_config_for_this_machine(cfg)
+    init_default_scope('mmpretrain')
+    from mmengine.registry import MODELS
+    from mmengine.model import revert_sync_batchnorm
+    neck = revert_sync_batchnorm(MODELS.build(cfg.model)).train()  # as Runner.wrap_model
+    out = neck((torch.randn(5, 4),))[0]
+    assert out.shape == (5, 3)
