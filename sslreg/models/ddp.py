@@ -11,11 +11,10 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
     and torch's DDP refuses ``device_ids`` for CPU modules. With CUDA it behaves
     exactly like its parent.
 
-    It also turns SyncBN layers of a CPU module into plain BN, because torch's DDP
-    refuses SyncBatchNorm in a CPU module. Config-level SyncBN is already rewritten by
-    ``sslreg.compat.fix_config_for_this_machine``; this catches the layers a config does
-    not name, such as mmpretrain's ``NonLinearNeck``, whose ``norm_cfg`` defaults to
-    SyncBN. Each rank then normalizes with its own batch statistics.
+    It also turns the SyncBN layers of a CPU module into ``_BatchNormXd`` (per-rank
+    statistics), because torch's DDP refuses SyncBatchNorm in a CPU module: those the
+    config names (``sslreg.compat`` keeps them, so that 1-D necks still get a 1-D-capable
+    norm) and those it does not, such as mmpretrain's ``NonLinearNeck`` default.
     """
 
     def __init__(self, module, detect_anomalous_params=False, **kwargs):
