@@ -52,13 +52,20 @@ def np_standardize(a, eps):
     return out
 
 
-def np_rho_sim(in_tokens, out_tokens, idx, h1, h2, g, eps=EPS):
-    """in_tokens/out_tokens: numpy [N][L][C]; idx: (n,) shared or (N, n) per sample."""
+def np_rho_sim(in_tokens, out_tokens, idx, h1, h2, g, eps=EPS, predictor='after_norm'):
+    """in_tokens/out_tokens: numpy [N][L][C]; idx: (n,) shared or (N, n) per sample.
+    Eq. 4: t = N(H1(x_S)), p = G(N(H2(y_S))) ('after_norm'; 'before_norm': N(G(H2(y_S))))."""
     N = in_tokens.shape[0]
     idx = np.broadcast_to(idx, (N, idx.shape[-1]))
-    t = np.array([[np_apply(h1, in_tokens[b, p]) for p in idx[b]] for b in range(N)])
-    p = np.array([[np_apply(g, np_apply(h2, out_tokens[b, q])) for q in idx[b]] for b in range(N)])
-    t, p = np_standardize(t, eps), np_standardize(p, eps)
+    t = np_standardize(np.array([[np_apply(h1, in_tokens[b, p]) for p in idx[b]]
+                                 for b in range(N)]), eps)
+    h = np.array([[np_apply(h2, out_tokens[b, q]) for q in idx[b]] for b in range(N)])
+    if predictor == 'after_norm':
+        h = np_standardize(h, eps)
+        p = np.array([[np_apply(g, h[b, k]) for k in range(h.shape[1])] for b in range(N)])
+    else:
+        p = np.array([[np_apply(g, h[b, k]) for k in range(h.shape[1])] for b in range(N)])
+        p = np_standardize(p, eps)
     return float(np.mean((p - t) ** 2))
 
 
@@ -176,19 +183,32 @@ def test_token_counts_without_square_grid_are_rejected():
                            channel_dim=-1)
 
 
-def test_gradients_reach_heads_and_output_but_not_input(gen):
+@pytest.mark.parametrize('predictor', ['after_norm', 'before_norm'])
+def test_predictor_position_matches_reference(predictor, gen):
+    z_in = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64)
+    z_out = torch.randn(2, 5, 4, 4, generator=gen, dtype=torch.float64)
+    h1, h2, g = heads(3, 5)
+    loss = rho_sim_block_loss(z_in, z_out, h1, h2, g, rho=0.5, predictor_position=predictor,
+                              generator=torch.Generator().manual_seed(3))
+    idx = draw(2, 16, 0.5).numpy()
+    expected = np_rho_sim(np_map_tokens(z_in), np_map_tokens(z_out), idx, h1, h2, g,
+                          predictor=predictor)
+    assert loss.item() == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(ValueError, match="'after_norm', 'before_norm'"):
+        rho_sim_block_loss(z_in, z_out, h1, h2, g, rho=0.5, predictor_position='late')
+
+
+def test_gradients_reach_output_side_but_not_input_or_target_projector(gen):
+    """Eq. 4: sg() covers the whole standardized target, so H1 gets no gradient from
+    it (it runs under no_grad: not even a zero gradient, no graph is kept)."""
     z_in = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     z_out = torch.randn(2, 5, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     h1, h2, g = heads(3, 5)
     rho_sim_block_loss(z_in, z_out, h1, h2, g, rho=0.5, generator=gen).backward()
     assert z_in.grad is None
     assert z_out.grad is not None and z_out.grad.abs().sum() > 0
-    for module in (h1, h2, g):
-        for p in module.parameters():
-            assert p.grad is not None
-    # H1's weights (not just biases, which standardization cancels) are trained.
-    assert h1[0].weight.grad.abs().sum() > 0 and h2[0].weight.grad.abs().sum() > 0
-    assert g.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in h1.parameters())
+    assert h2[0].weight.grad.abs().sum() > 0 and g.weight.grad.abs().sum() > 0
 
 
 def test_only_sampled_tokens_are_projected(gen):
@@ -362,13 +382,16 @@ def np_distance(kind, p, t):
         return np.mean([math.sqrt(sum((a - b) ** 2 for a, b in zip(u, v))) for u, v in tokens])
     if kind == 'cos':
         return np.mean([1 - u @ v / (np.linalg.norm(u) * np.linalg.norm(v)) for u, v in tokens])
+    if kind == 'wasserstein':  # squared W2 per (sample, channel): sorted values
+        return np.mean([np.mean((np.sort(p[b, :, c]) - np.sort(t[b, :, c])) ** 2)
+                        for b in range(p.shape[0]) for c in range(p.shape[2])])
     if kind == 'kl':  # KL(softmax(target) || softmax(pred))
         return np.mean([sum(q * (math.log(q) - math.log(r))
                             for q, r in zip(_softmax(v), _softmax(u))) for u, v in tokens])
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize('kind', ['mse', 'l2', 'l1', 'smooth_l1', 'cos', 'kl'])
+@pytest.mark.parametrize('kind', ['mse', 'l2', 'l1', 'smooth_l1', 'cos', 'kl', 'wasserstein'])
 def test_distance_kinds_match_direct_formulas(kind, gen):
     pred = 1.5 * torch.randn(2, 5, 4, generator=gen, dtype=torch.float64)
     target = 1.5 * torch.randn(2, 5, 4, generator=gen, dtype=torch.float64)
@@ -377,7 +400,7 @@ def test_distance_kinds_match_direct_formulas(kind, gen):
 
 
 def test_kinds_constant_and_unknown_kind():
-    assert set(LOSS_KINDS) == {'mse', 'l2', 'l1', 'smooth_l1', 'cos', 'kl'}
+    assert set(LOSS_KINDS) == {'mse', 'l2', 'l1', 'smooth_l1', 'cos', 'kl', 'wasserstein'}
     with pytest.raises(ValueError) as info:
         sim_reconstruction_loss(torch.zeros(1, 2, 3), torch.zeros(1, 2, 3), 'huber')
     for kind in LOSS_KINDS:

@@ -98,15 +98,17 @@ def test_rho_sim_matches_hand_computation_on_a_strided_block():
                 v = np.maximum(v, 0)
         return v
 
-    key = 'backbone__layers__1'
-    t = _standardize_np(mlp(reg.h1[key], zin[:, idx]), 1e-5)
-    p = _standardize_np(mlp([reg.g[key]], mlp(reg.h2[key], zout[:, idx])), 1e-5)
+    head = reg.heads['backbone__layers__1']  # preset 'paper': separate H1, H2; G after N
+    t = _standardize_np(mlp(head.target_proj, zin[:, idx]), 1e-5)
+    p = mlp([head.predictor], _standardize_np(mlp(head.output_proj, zout[:, idx]), 1e-5))
     expected = 0.3 * ((p - t) ** 2).mean()
     assert loss.item() == pytest.approx(expected, rel=1e-10)
 
 
 def test_rho_sim_sums_blocks_and_calls_and_reaches_all_parameters():
-    model = wrap(dict(sim=dict(type='RhoSIM', layers='backbone.layers.*', rho=1.0,
+    # dim=4: at the toy's 3-6 channels 'sqrt' gives K=1-2, where a dead ReLU can zero a
+    # head's gradient for a whole batch (at real widths K >= 8)
+    model = wrap(dict(sim=dict(type='RhoSIM', layers='backbone.layers.*', rho=1.0, dim=4,
                                loss_weight=1.0)), calls=2)
     reg = model.regularizers.sim
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
@@ -118,7 +120,10 @@ def test_rho_sim_sums_blocks_and_calls_and_reaches_all_parameters():
     assert losses['loss_sim'].item() == pytest.approx(sum(r.item() for r in recorded))
     losses['loss_sim'].backward()
     for name, p in reg.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        if name.split('.')[2] == 'target_proj':  # H1: a fixed random projection
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
     blocks = model.architecture.backbone.layers
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in blocks.parameters())
     # The target side is stopped: the stem only gets gradient through the blocks' outputs,
@@ -233,7 +238,7 @@ def test_state_dict_layout_and_strip(tmp_path):
     model = wrap(dict(sim=dict(type='RhoSIM', layers='backbone.layers.*')))
     keys = list(model.state_dict())
     assert all(k.startswith(('architecture.', 'regularizers.')) for k in keys)
-    assert any(k.startswith('regularizers.sim.h1.') for k in keys)
+    assert any(k.startswith('regularizers.sim.heads.') for k in keys)
     src, dst = tmp_path / 'reg.pth', tmp_path / 'plain.pth'
     torch.save({'meta': {'epoch': 3}, 'state_dict': model.state_dict(), 'optimizer': {}}, src)
     strip_checkpoint(str(src), str(dst))
@@ -297,7 +302,8 @@ def test_a_block_called_with_a_list_reads_its_channel_concatenation():
                               probe_input=(1, 3, 6, 6))).double()
     reg = model.regularizers.sim
     key = 'backbone__block__1'
-    assert reg.h1[key][0].in_features == 7  # 4 stem + 3 from layer 0
+    head = reg.heads[key]
+    assert head.target_proj[0].in_features == 7  # 4 stem + 3 from layer 0
     seen, recorded = {}, {}
     layer1 = model.architecture.backbone.block[1]
     handle = layer1.register_forward_hook(lambda m, a, o: seen.update(zin=list(a[0]), zout=o))
@@ -306,8 +312,8 @@ def test_a_block_called_with_a_list_reads_its_channel_concatenation():
     model(torch.randn(2, 3, 6, 6, dtype=torch.float64), mode='loss')
     handle.remove()
     assert sorted(recorded) == ['backbone.block.0', 'backbone.block.1']
-    expected = rho_sim_block_loss(torch.cat(seen['zin'], 1), seen['zout'], reg.h1[key],
-                                  reg.h2[key], reg.g[key], 1.0, 1, 'mse', False, reg.eps)
+    expected = rho_sim_block_loss(torch.cat(seen['zin'], 1), seen['zout'], head.target,
+                                  head.output, head.predictor, 1.0, 1, 'mse', False, reg.eps)
     assert recorded['backbone.block.1'].item() == pytest.approx(expected.item(), rel=1e-12)
 
 

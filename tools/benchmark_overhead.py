@@ -163,9 +163,11 @@ def vcreg(mode: str, **extra) -> Callable[[Backbone], dict]:
     return lambda bb: dict(vcreg=dict(type='VCReg', layers=bb.blocks, mode=mode, **extra))
 
 
-def rhosim(bb: Backbone) -> dict:
-    return dict(rhosim=dict(type='RhoSIM', layers=bb.blocks, rho=0.2, dim=128, hidden=256,
-                            loss_weight=5e-3))
+def rhosim(**options) -> Callable[[Backbone], dict]:
+    """ρSIM at rho=0.2 on every block; ``options`` on top of the preset (default: the
+    CUB configs' form, preset 'paper')."""
+    return lambda bb: dict(rhosim=dict(type='RhoSIM', layers=bb.blocks, rho=0.2,
+                                       loss_weight=5e-3, **options))
 
 
 #: At 0.2 the exact form's ResNet-50 arithmetic (≈1.54× the plain step) falls to ≈1.1×.
@@ -220,7 +222,9 @@ VARIANTS: Dict[str, Variant] = {
     'vcreg-explicit': Variant(vcreg('explicit'), ('resnet50', 'vit-b32')),
     'vcreg-fast-sampled': Variant(vcreg('fast', sample_ratio=SAMPLED_FRACTION),
                                   ('resnet50', 'vit-b32')),
-    'rhosim': Variant(rhosim, ('resnet18', 'resnet50')),
+    'rhosim': Variant(rhosim(), ('resnet18', 'resnet50')),
+    'rhosim-checkpoint': Variant(rhosim(checkpoint=True), ()),
+    'rhosim-authors-code': Variant(rhosim(preset='authors_code'), ()),
     'mocov3': Variant(backbones=('vit-s16-ssl',), baseline='mocov3', algorithm=Algorithm(
         SER_MOCOV3, views=2, batch=16, size=224, inherit=True)),
     'ser-mocov3': Variant(backbones=('vit-s16-ssl',), baseline='mocov3', algorithm=Algorithm(

@@ -1,38 +1,53 @@
 r"""SIM / ρSIM: Self Identity Mapping regularization.
 
-"Self Identity Mapping" (SIM; ρSIM is its token-sampled form), Cai et al.; the
-authors' reference code is SIM-pytorch. Each regularized block ``l`` maps
-:math:`z_{l-1} \to z_l`; a small reconstructor predicts the (stopped-gradient)
-block input from the block output, pushing the block to keep the information
-its input carried.
+"Self Identity Mapping" (SIM; ρSIM is its token-sampled form), Cai et al.,
+arXiv:2509.18165; the authors' reference code is SIM-pytorch (``sim_loss.py``).
+Each regularized block ``l`` maps :math:`z_{l-1} \to z_l`; a small reconstructor
+predicts the block input from the block output, pushing the block to keep the
+information its input carried.
 
-Eq. 1 (total regularizer; the block losses are summed, a 'mean' over blocks is
-the alternative offered by callers):
+Eq. 1 (total regularizer):
 
 .. math::
 
     \mathcal{L}_{SIM} = \lambda \sum_{l} \mathcal{L}_l
 
-Eq. 4 (ρSIM block loss): draw a set :math:`S` of
-:math:`n = \max(2, \mathrm{round}(\rho L))` of the :math:`L` token positions
-(at least 2: standardizing a single token gives zero, so no loss and no gradient),
-project the target side with :math:`H_1` and the output side with
-:math:`H_2`, predict with :math:`G`, standardize both over the :math:`n`
-sampled tokens (per sample and channel, :math:`\mathcal{N}`) and take the
-mean squared error:
+Eq. 4 (ρSIM block loss): draw a set :math:`S` of :math:`n` of the :math:`L` token
+positions, project both sides, standardize each over the :math:`n` sampled tokens
+(per sample and channel, :math:`\mathcal{N}`) and predict the target from the output:
 
 .. math::
 
-    t = \mathcal{N}\bigl(H_1(\mathrm{sg}(z_{l-1})_S)\bigr), \quad
-    p = \mathcal{N}\bigl(G(H_2(z_{l,S}))\bigr), \quad
-    \mathcal{L}_l = \frac{1}{N n D} \sum_{b,k,c} (p_{bkc} - t_{bkc})^2
+    \tilde h_{l-1} = \mathcal{N}\bigl(H_1(z_{l-1,S})\bigr), \quad
+    \tilde h_l = \mathcal{N}\bigl(H_2(z_{l,S})\bigr), \quad
+    \mathcal{L}_l = \mathrm{MSE}\bigl(\mathrm{sg}(\tilde h_{l-1}),\ G(\tilde h_l)\bigr)
 
-:math:`H_1, H_2` (3-layer MLPs) and :math:`G` (linear) are modules owned by the
-caller; here they are callables acting on the last (channel) axis. Only the
-raw input :math:`z_{l-1}` is detached, so :math:`H_1` still learns through the
-target branch. (The authors' code instead shares one projector for both sides
-and computes the target projection under ``no_grad``; this module follows the
-paper's separate :math:`H_1` and :math:`H_2`.)
+The stop-gradient covers the whole projected, standardized target
+:math:`\tilde h_{l-1}`: the target side trains nothing, and it is computed under
+``torch.no_grad()`` so no graph is kept for it (the authors' code does the same).
+Whether :math:`H_1` learns at all then depends on the head form, which the caller
+owns (:mod:`sslreg.regularizers.sim`): shared with the output side, it learns
+through the prediction branch; separate, it stays a fixed random projection.
+
+Where the paper and the authors' code differ, :func:`rho_sim_block_loss` takes both:
+
+=====================  ==================================  ==================================
+choice                 paper (Eq. 1, 4)                    authors' code (``sim_loss.py``)
+=====================  ==================================  ==================================
+distance               squared, ``kind='mse'``             per-token L2, ``kind='l2'``
+:math:`\mathcal{N}`    ``(z-μ)/sqrt(var+ε)``, biased var   ``(z-μ)/(std+ε)``, unbiased std,
+                       (``unbiased=False``)                ε=1e-6 (``unbiased=True,
+                                                           eps_on_std=True``)
+:math:`n`              ``max(2, round(ρL))``               ``int(ρL)`` (``count='floor'``)
+                       (``count='round'``)
+predictor G            after :math:`\mathcal{N}`:          before :math:`\mathcal{N}`:
+                       :math:`G(\mathcal{N}(H_2 z_l))`      :math:`\mathcal{N}(G(H_2 z_l))`
+                       (``predictor='after_norm'``)        (``predictor='before_norm'``)
+=====================  ==================================  ==================================
+
+(The block-level reduction, sum or mean over blocks with λ per block, is the
+regularizer's.) ``normalize=False`` drops :math:`\mathcal{N}` on both sides, the
+unnormalized variants of the paper's Table 10.
 
 Tensors in token layout are ``(N, L, C)``: batch, tokens, channels.
 """
@@ -41,10 +56,12 @@ from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 __all__ = [
     'LOSS_KINDS', 'resample_to', 'to_tokens', 'sample_token_indices', 'gather_tokens',
-    'standardize', 'sim_reconstruction_loss', 'rho_sim_block_loss', 'sim_block_loss'
+    'standardize', 'sim_reconstruction_loss', 'rho_sim_block_loss', 'sim_block_loss',
+    'num_sampled_tokens', 'TOKEN_COUNTS', 'PREDICTOR_POSITIONS'
 ]
 
 
@@ -95,33 +112,55 @@ def to_tokens(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
         f'channel_dim=-1, got shape {tuple(x.shape)} with channel_dim={channel_dim}')
 
 
-def sample_token_indices(N: int,
-                         L: int,
-                         rho: float,
-                         per_sample: bool = False,
-                         generator: Optional[torch.Generator] = None,
-                         device=None) -> torch.Tensor:
-    """Indices of ``n = max(2, round(rho * L))`` distinct token positions (the set S).
+#: How :func:`sample_token_indices` sets the number of sampled positions n.
+TOKEN_COUNTS = ('round', 'floor')
 
-    At least two, because :func:`standardize` over one token is identically zero: a
-    block sampled at one position would add nothing and silently train nothing.
-    ``L < 2`` is an error for the same reason.
 
-    Python's ``round`` (half to even) sets ``n``. Returns one random subset
-    shared by the whole batch, shape ``(n,)``, or with ``per_sample=True`` an
-    independent subset per sample, shape ``(N, n)``. ``generator`` makes the
-    draw reproducible; it is used on its own device and the result is moved to
-    ``device``.
+def num_sampled_tokens(L: int, rho: float, count: str = 'round') -> int:
+    """n of ``L`` positions at fraction ``rho``.
+
+    ``'round'``: ``max(2, round(rho * L))`` (Python's round, half to even), at least two
+    because standardizing one token gives zero, so a block sampled at one position would
+    silently train nothing. ``'floor'``: ``int(rho * L)`` as the authors' code, an error
+    when that is below 2 (where their code gets NaN and drops the block).
     """
     _check_rho(rho)
-    if L < 1 or N < 1:
-        raise ValueError(f'need at least one sample and one token, got N={N}, L={L}')
+    if count not in TOKEN_COUNTS:
+        raise ValueError(f'count must be one of {TOKEN_COUNTS}, got {count!r}')
     if L < 2:
         raise ValueError(
             f'rhoSIM standardizes over the sampled token positions and needs at least 2, but '
             f'this block output has L={L} (e.g. a 1x1 map): leave the block out of `layers` '
             'or use a larger input')
-    n = max(2, round(rho * L))
+    if count == 'round':
+        return max(2, round(rho * L))
+    n = int(rho * L)
+    if n < 2:
+        raise ValueError(
+            f"count='floor' samples int(rho * L) = int({rho} * {L}) = {n} token positions, "
+            "but standardizing needs at least 2: raise rho, leave this block out of `layers`, "
+            "or use count='round' (at least 2 positions)")
+    return n
+
+
+def sample_token_indices(N: int,
+                         L: int,
+                         rho: float,
+                         per_sample: bool = False,
+                         generator: Optional[torch.Generator] = None,
+                         device=None,
+                         count: str = 'round') -> torch.Tensor:
+    """Indices of ``n`` distinct token positions (the set S), n from
+    :func:`num_sampled_tokens`.
+
+    Returns one random subset shared by the whole batch, shape ``(n,)``, or with
+    ``per_sample=True`` an independent subset per sample, shape ``(N, n)``.
+    ``generator`` makes the draw reproducible; it is used on its own device and the
+    result is moved to ``device``.
+    """
+    if L < 1 or N < 1:
+        raise ValueError(f'need at least one sample and one token, got N={N}, L={L}')
+    n = num_sampled_tokens(L, rho, count)
     draw_device = generator.device if generator is not None else device
     if per_sample:
         idx = torch.rand(N, L, generator=generator, device=draw_device).argsort(dim=1)[:, :n]
@@ -143,17 +182,20 @@ def gather_tokens(tokens: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- standardization and losses
 
 
-def standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    r""":math:`\mathcal{N}(z) = (z - \mu) / \sqrt{\sigma^2 + \epsilon}` over the token axis (dim 1).
+def standardize(z: torch.Tensor, eps: float = 1e-5, unbiased: bool = False,
+                eps_on_std: bool = False) -> torch.Tensor:
+    r""":math:`\mathcal{N}(z)` over the token axis (dim 1), per sample and channel.
 
-    Mean and variance are per sample and per channel over the sampled tokens;
-    the variance is the biased one (divide by ``n``), as in normalization
-    layers, so it is defined for ``n = 1`` too. With a single token
-    ``z - mu = 0`` and the result is all zeros: the loss then carries no signal
-    (choose ``rho`` so that ``n >= 2``).
+    Default (the paper's :math:`\mathcal{N}`, written as normalization layers do it):
+    :math:`(z - \mu) / \sqrt{\sigma^2 + \epsilon}` with the biased variance (divide by
+    ``n``). ``unbiased=True, eps_on_std=True`` is the authors' code:
+    :math:`(z - \mu) / (s + \epsilon)` with the unbiased standard deviation ``s``.
+    With a single token ``z - mu = 0`` and the result is all zeros (the biased form;
+    the unbiased one is undefined there): the loss then carries no signal.
     """
-    var, mean = torch.var_mean(z, dim=1, correction=0, keepdim=True)
-    return (z - mean) / torch.sqrt(var + eps)
+    var, mean = torch.var_mean(z, dim=1, correction=int(unbiased), keepdim=True)
+    scale = var.sqrt() + eps if eps_on_std else torch.sqrt(var + eps)
+    return (z - mean) / scale
 
 
 def _mse(pred, target):
@@ -176,6 +218,14 @@ def _cos(pred, target):
     return (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
 
 
+def _wasserstein(pred, target):
+    # 1-D Wasserstein-2 (squared) per sample and channel between the empirical
+    # distributions of the predicted and target tokens: sort both along the token
+    # axis and compare order statistics. It asks the distributions to match, not
+    # each token, so it is blind to a permutation of tokens.
+    return F.mse_loss(pred.sort(dim=-2).values, target.sort(dim=-2).values)
+
+
 def _kl(pred, target):
     # KL(softmax(target) || softmax(pred)): the target distribution weights the
     # log-ratio, as in distillation, so pred is pushed to cover target's mass.
@@ -191,6 +241,7 @@ _RECONSTRUCTION_LOSSES = {
     'smooth_l1': _smooth_l1,
     'cos': _cos,
     'kl': _kl,
+    'wasserstein': _wasserstein,
 }
 
 #: The valid ``kind`` values of :func:`sim_reconstruction_loss`.
@@ -210,10 +261,12 @@ def sim_reconstruction_loss(pred: torch.Tensor, target: torch.Tensor,
         ``'cos'``: ``1 - cos(pred, target)`` per token along channels, mean.
         ``'kl'``: ``KL(softmax(target) || softmax(pred))`` over channels per
         token, mean over tokens.
+        ``'wasserstein'``: squared 1-D Wasserstein-2 distance per sample and channel
+        between the empirical distributions over the token axis (``-2``): the mean of
+        ``(sort(pred) - sort(target))^2``. The paper's Table 10 names a Wasserstein
+        loss without a formula; this is sslreg's reading.
 
-    ``target`` is not detached here: in ρSIM the target is ``H1(sg(z_{l-1}))``
-    and ``H1`` must receive gradients, so stopping the gradient is the caller's
-    job, on the raw ``z_{l-1}``.
+    ``target`` is not detached here: stopping its gradient is the caller's job.
     """
     if kind not in _RECONSTRUCTION_LOSSES:
         raise ValueError(f'unknown SIM reconstruction loss kind={kind!r}; valid kinds: '
@@ -265,32 +318,49 @@ def _matched_tokens(z_in: torch.Tensor, z_out: torch.Tensor,
     return to_tokens(grid_in, 1), t_out[:, cls_out:]
 
 
+#: Where the predictor G acts relative to the output side's standardization.
+PREDICTOR_POSITIONS = ('after_norm', 'before_norm')
+
+
 def rho_sim_block_loss(z_in: torch.Tensor,
                        z_out: torch.Tensor,
-                       h1: Callable[[torch.Tensor], torch.Tensor],
-                       h2: Callable[[torch.Tensor], torch.Tensor],
-                       g: Callable[[torch.Tensor], torch.Tensor],
+                       target_proj: Callable[[torch.Tensor], torch.Tensor],
+                       output_proj: Callable[[torch.Tensor], torch.Tensor],
+                       predictor: Callable[[torch.Tensor], torch.Tensor],
                        rho: float,
                        channel_dim: int = 1,
                        kind: str = 'mse',
                        per_sample: bool = False,
                        eps: float = 1e-5,
-                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                       generator: Optional[torch.Generator] = None,
+                       normalize: bool = True,
+                       unbiased: bool = False,
+                       eps_on_std: bool = False,
+                       count: str = 'round',
+                       predictor_position: str = 'after_norm',
+                       checkpoint: bool = False) -> torch.Tensor:
     r"""ρSIM loss :math:`\mathcal{L}_l` of one block (Eq. 4, module docstring).
 
     Args:
-        z_in: block input :math:`z_{l-1}`; its gradient is stopped here.
+        z_in: block input :math:`z_{l-1}`.
         z_out: block output :math:`z_l`.
-        h1: target projector :math:`H_1`, ``(..., C_in) -> (..., D)``.
-        h2: output projector :math:`H_2`, ``(..., C_out) -> (..., D')``.
-        g: predictor :math:`G`, ``(..., D') -> (..., D)``.
+        target_proj: :math:`H_1`, ``(..., C_in) -> (..., D)``; run under ``no_grad``:
+            the stop-gradient covers the whole standardized target.
+        output_proj: :math:`H_2`, ``(..., C_out) -> (..., D)``.
+        predictor: :math:`G`, ``(..., D) -> (..., D)``.
         rho: fraction of token positions sampled, in (0, 1].
         channel_dim: 1 for ``(N, C, H, W)`` maps, -1 for ``(N, L, C)`` tokens.
         kind: reconstruction distance (:func:`sim_reconstruction_loss`).
         per_sample: an independent position set per sample instead of one
-            shared by the batch.
-        eps: added to the variance in :func:`standardize`.
+            shared by the batch (the authors' ``token_sampling_type='v1'``).
+        eps, unbiased, eps_on_std: the standardization (:func:`standardize`).
         generator: for reproducible sampling.
+        normalize: False skips :math:`\mathcal{N}` on both sides.
+        count: ``'round'`` or ``'floor'`` (:func:`num_sampled_tokens`).
+        predictor_position: ``'after_norm'`` (Eq. 4, :math:`G(\mathcal{N}(H_2 z))`) or
+            ``'before_norm'`` (authors' code, :math:`\mathcal{N}(G(H_2 z))`).
+        checkpoint: recompute the prediction branch in backward instead of keeping
+            its activations (saves memory, costs one more small forward).
 
     When the grids differ, the input is resampled onto the output's grid with
     :func:`resample_to` (4-D maps). Token maps with different counts are read
@@ -300,12 +370,27 @@ def rho_sim_block_loss(z_in: torch.Tensor,
     are projected.
     """
     _check_rho(rho)
+    if predictor_position not in PREDICTOR_POSITIONS:
+        raise ValueError(f'predictor_position must be one of {PREDICTOR_POSITIONS}, '
+                         f'got {predictor_position!r}')
     t_in, t_out = _matched_tokens(z_in.detach(), z_out, channel_dim)
     N, L = t_out.shape[:2]
-    idx = sample_token_indices(N, L, rho, per_sample, generator, device=z_out.device)
-    target = standardize(h1(gather_tokens(t_in, idx)), eps)
-    pred = standardize(g(h2(gather_tokens(t_out, idx))), eps)
-    return sim_reconstruction_loss(pred, target, kind)
+    idx = sample_token_indices(N, L, rho, per_sample, generator, z_out.device, count)
+
+    def norm(z):
+        return standardize(z, eps, unbiased, eps_on_std) if normalize else z
+
+    with torch.no_grad():
+        target = norm(target_proj(gather_tokens(t_in, idx)))
+
+    def prediction_loss(tokens_out):
+        h = output_proj(gather_tokens(tokens_out, idx))
+        pred = predictor(norm(h)) if predictor_position == 'after_norm' else norm(predictor(h))
+        return sim_reconstruction_loss(pred, target, kind)
+
+    if checkpoint and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(prediction_loss, t_out, use_reentrant=False)
+    return prediction_loss(t_out)
 
 
 def sim_block_loss(z_in: torch.Tensor,
