@@ -6,6 +6,7 @@ from .linear_probe import extract_features, knn_accuracy, linear_probe
 from .collapse import (FeatureCollapseMetric, cdnv, class_means, effective_rank, feature_rank,
                        ncc_accuracy, ncc_agreement, ncc_predict)
 from .layer_features import LayerFeatureHook, pool_features
+from .vessel_dice import VesselDiceMetric  # noqa: F401  (registers)
 
 __all__ = ['DEFAULT_TRANSFORMS', 'EquivarianceMetric', 'equivariance_scores',
            'per_sample_scores', 'token_map', 'extract_features', 'knn_accuracy', 'linear_probe']

@@ -2,6 +2,7 @@
 # config: this is its stock DenseNet-169 model with the stock CUB data (448 px) and CUB
 # schedule (SGD lr 0.01, momentum 0.9, wd 5e-4, Nesterov, 5-epoch warm-up, cosine,
 # 100 epochs, batch 64 = 8 GPUs x 8), exactly as resnet/resnet50_8xb8_cub.py composes them.
+# The paper does not state the resolution; its FLOPs fit 384 px (densenet169_8xb8_cub-384px.py).
 # Weights: mmpretrain's ImageNet-1k DenseNet-169 (converted from torchvision; there is no
 # public ImageNet-21k DenseNet); download it and point `checkpoint` at the local file
 # when offline. The classifier checkpoint's backbone.* keys are loaded (prefix).
