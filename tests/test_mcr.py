@@ -128,7 +128,7 @@ def meta_objective(model, shards, lr, lambda1, lambda2):
         z = alg.neck((h,))[0]
         h1, h2, z1, z2 = h[0::2], h[1::2], z[0::2], z[1::2]
         lam, mu = mec_hparams(h1.shape[0], z1.shape[1], eps_sq=1.0)
-        if model.mec_scale == 'mec_code':
+        if model.mec_scale == 'mec_training':
             mu = 1 / (h1.shape[0] * lam)
         z_hat = model.comp_mod(h1, h2, z1, z2)
         l_ssl = alg(inputs, None, mode='loss')['loss']
@@ -162,8 +162,8 @@ def random_direction(params, seed=3):
     return [torch.randn(p.shape, dtype=p.dtype, generator=gen) for p in params]
 
 
-@pytest.mark.parametrize('lambda2,mec_scale', [(0.0, 'mec_code'), (0.3, 'mec_code'),
-                                              (0.3, 'paper')])
+@pytest.mark.parametrize('lambda2,mec_scale', [(0.0, 'mec_training'), (0.3, 'mec_training'),
+                                              (0.3, 'coding_length')])
 def test_meta_gradient_equals_finite_difference_of_the_meta_objective(lambda2, mec_scale):
     lambda1, lr = 0.7, 0.5
     model = toy_mcr(lambda1, lambda2, mec_scale=mec_scale)
@@ -180,7 +180,7 @@ def test_mec_scale_of_the_mcr_losses():
     z_hat = torch.zeros(32, 128)
     lam, mu = toy_mcr(1, 1).mec_lambda_mu(z_hat)  # default: the MEC authors' training loss
     assert lam == pytest.approx(128 / (32 * 1.0)) and mu == pytest.approx(1 / (32 * lam))
-    lam, mu = toy_mcr(1, 1, mec_scale='paper').mec_lambda_mu(z_hat)
+    lam, mu = toy_mcr(1, 1, mec_scale='coding_length').mec_lambda_mu(z_hat)
     assert mu == (32 + 128) / 2
     # the first-order term of the training-scale loss is minus the mean cosine
     a, b = torch.randn(32, 128, dtype=torch.float64), torch.randn(32, 128, dtype=torch.float64)
@@ -333,6 +333,67 @@ def test_train_step_needs_the_two_optimizers():
                                       base=dict(optimizer=SGD)))
 
 
+# --------------------------------------------------------------------------- gradient shares
+
+
+def test_gradient_shares_match_a_direct_computation():
+    """||grad_z lambda1 L_mcr|| / ||grad_z L_ssl|| on the neck output z (SimCLR: both
+    views interleaved in one call), and ||grad_zhat lambda2 L_comp|| over the same."""
+    model = toy_mcr(0.7, 0.3)
+    inputs = toy_batch()
+    got = model.gradient_shares(inputs, None)
+
+    alg = model.algorithm
+    seen = {}
+    handle = alg.neck.register_forward_hook(lambda m, a, o: seen.update(z=o[0]))
+    l_ssl = alg(inputs, None, mode='loss')['loss']
+    handle.remove()
+    z = seen['z']
+    (g_ssl, ) = torch.autograd.grad(l_ssl, z, retain_graph=True)
+    x = torch.stack(inputs, 1).reshape(-1, *inputs[0].shape[1:])
+    h = alg.backbone(x)[-1]
+    h1, h2, z1, z2 = h[0::2], h[1::2], z[0::2], z[1::2]
+    lam, mu = mec_hparams(h1.shape[0], z1.shape[1], eps_sq=1.0)
+    mu = 1 / (h1.shape[0] * lam)  # mec_training
+    (g_mcr, ) = torch.autograd.grad(0.7 * mcr_loss(model.comp_mod(h1, h2, z1, z2), [z1, z2],
+                                                   lam, mu), z, retain_graph=True)
+    z_hat = model.comp_mod(h1.detach(), h2.detach(), z1.detach(), z2.detach())
+    (g_comp, ) = torch.autograd.grad(0.3 * comp_loss(z_hat, lam, mu), z_hat)
+    assert got['mcr'] == pytest.approx(float(g_mcr.norm() / g_ssl.norm()), rel=1e-9)
+    assert got['comp'] == pytest.approx(float(g_comp.norm() / g_ssl.norm()), rel=1e-9)
+    assert got['mcr'] > 0 and got['comp'] > 0
+
+
+def test_gradient_shares_touch_no_state():
+    _, _, mcr, _ = twins('BYOL', lambda1=1.0, lambda2=0.1)
+    before = _state(mcr)
+    data = mcr.data_preprocessor(image_batch(1), True)
+    mcr.gradient_shares(data['inputs'], data['data_samples'])
+    after = _state(mcr)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize('algo', ['simclr', 'byol', 'barlowtwins'])
+def test_default_weights_give_the_mcr_terms_a_real_share(algo, small_data, monkeypatch):
+    """At the shipped weights each MCR term carries >= 5% of the SSL loss's gradient
+    on the embeddings, on the first digits batch (the paper's Table 6 weights, at MEC's
+    training scale, carry 0.2-0.5%)."""
+    monkeypatch.chdir(ROOT)
+    sys.path.insert(0, str(ROOT / 'tools/analysis'))
+    from mcr_gradient_shares import first_batch_model
+    model, data = first_batch_model(f'configs/mcr/mcr_{algo}_r18_digits.py', seed=0)
+    shares = model.gradient_shares(data['inputs'], data['data_samples'])
+    assert shares['mcr'] >= 0.05 and shares['comp'] >= 0.05, shares
+    model.lambda1, model.lambda2 = 0.01, 0.1
+    assert model.gradient_shares(data['inputs'], data['data_samples'])['mcr'] < 0.01
+
+
+def test_old_scale_names_say_what_they_became():
+    for old, new in (('mec_code', 'mec_training'), ('paper', 'coding_length')):
+        with pytest.raises(ValueError, match=f"renamed.*'{new}'"):
+            toy_mcr(1, 1, mec_scale=old)
+
+
 # --------------------------------------------------------------------------- through the Runner
 
 
@@ -349,7 +410,9 @@ def _train(tmp_path, name, max_epochs, resume=False):
         'model.algorithm.backbone.stem_channels': 8, 'model.algorithm.neck.in_channels': 64,
         'model.comp_mod.in_channels': 64, 'param_scheduler.base.0.end': 2})
     cfg.work_dir, cfg.experiment_name = str(tmp_path), name
-    cfg.resume, cfg.load_from = resume, None
+    # resume: a checkpoint path, resumed into its own work dir (MMEngine names log dirs by
+    # the second: two runs in one work dir within a second would share one log)
+    cfg.resume, cfg.load_from = bool(resume), (str(resume) if resume else None)
     default_collate_for_mmpretrain(cfg)
     runner = build_runner(cfg, 'none')
     runner.train()
@@ -368,12 +431,14 @@ def test_train_checkpoint_and_resume_with_two_optimizers(small_data, tmp_path, m
     log = _log(runner)
     assert re.search(r'base\.lr: \S+\s+meta\.lr: \S+', log)
     assert 'loss_mcr' in log and 'virtual_ssl' in log
+    # the gradient shares are logged once, at the first iteration
+    assert len(re.findall(r'MCR gradient shares on the first batch: lambda1\*L_mcr \S+%', log)) == 1
     ckpt = torch.load(tmp_path / 'epoch_1.pth', map_location='cpu')
     assert set(ckpt['optimizer']) == {'base', 'meta'}
     assert set(ckpt['param_schedulers']) == {'base', 'meta'}
     assert ckpt['optimizer']['meta']['state']  # Adam moments of xi were saved
     assert any(k.startswith('comp_mod.g_xi') for k in ckpt['state_dict'])
-    runner = _train(tmp_path, 'mcr_resumed', 2, resume=True)
+    runner = _train(tmp_path / 'resumed', 'mcr_resumed', 2, resume=tmp_path / 'epoch_1.pth')
     log = _log(runner)
     assert 'resumed epoch: 1' in log.lower() or 'resumed' in log.lower()
     assert 'Epoch(train) [2]' in log and 'Epoch(train) [1]' not in log

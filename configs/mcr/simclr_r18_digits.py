@@ -23,7 +23,8 @@ train_dataloader = dict(batch_size=32, num_workers=0, persistent_workers=False,
 
 model = dict(
     backbone=dict(depth=18, norm_cfg=dict(type='BN')),
-    neck=dict(in_channels=512, hid_channels=512, out_channels=128,
+    # 3 layers: the MCR paper's projection head (so the MCR twin differs only by MCR)
+    neck=dict(in_channels=512, hid_channels=512, out_channels=128, num_layers=3,
               norm_cfg=dict(type='BN1d')),
     head=dict(temperature=0.2))
 

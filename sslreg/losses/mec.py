@@ -31,7 +31,7 @@ spectral radius of :math:`\lambda A B^\top` is below 1, MEC warms :math:`1/\lamb
 up linearly from :math:`8/\lambda` to :math:`1/\lambda` over the first epochs
 (:func:`mec_lambda_warmup`).
 
-MCR (Eq. 6-7) applies it to the fused embedding :math:`\hat Z` of CompMod and to the
+MCR (Eq. 6 for L_comp, Eq. 7 for L_mcr) applies it to the fused embedding :math:`\hat Z` of CompMod and to the
 embeddings :math:`Z_t` of the views ``t``:
 
 .. math::
@@ -136,13 +136,13 @@ def mec_trace(A: torch.Tensor, B: torch.Tensor, lam: Number, mu: Number, order: 
 
 
 def comp_loss(z_hat: torch.Tensor, lam: Number, mu: Number, order: int = 4) -> torch.Tensor:
-    r""":math:`\mathcal{L}_{comp}(\hat Z) = \mathrm{mec}(\hat Z, \hat Z)` (MCR Eq. 7)."""
+    r""":math:`\mathcal{L}_{comp}(\hat Z) = \mathrm{mec}(\hat Z, \hat Z)` (MCR Eq. 6)."""
     return mec_trace(z_hat, z_hat, lam, mu, order)
 
 
 def mcr_loss(z_hat: torch.Tensor, z_views: Sequence[torch.Tensor], lam: Number, mu: Number,
              order: int = 4) -> torch.Tensor:
-    r""":math:`\mathcal{L}_{mcr} = \sum_t \mathrm{mec}(\hat Z, Z_t)` (MCR Eq. 6)."""
+    r""":math:`\mathcal{L}_{mcr} = \sum_t \mathrm{mec}(\hat Z, Z_t)` (MCR Eq. 7)."""
     if len(z_views) == 0:
         raise ValueError('mcr_loss needs the embeddings of at least one view')
     return sum(mec_trace(z_hat, z, lam, mu, order) for z in z_views)

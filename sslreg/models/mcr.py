@@ -13,10 +13,17 @@ algorithm (SimCLR, BYOL, BarlowTwins; backbone/neck/head untouched) and adds Com
 * **losses** (:mod:`sslreg.losses.mec`, Eq. 6-7): :math:`\mathcal{L}_{mcr} =
   \sum_t \mathrm{mec}(\hat Z, Z_t)` and :math:`\mathcal{L}_{comp} = \mathrm{mec}(\hat Z,
   \hat Z)`, MEC's :math:`\lambda = d/(m\epsilon^2)` from the batch (:math:`1/\lambda`
-  warmed up from 8x over ``lam_warmup_epochs``) and, by default, the scale of the MEC
-  authors' training code, :math:`\mu = 1/(m\lambda)` (``mec_scale='mec_code'``: the
-  series per sample and per :math:`\lambda`); ``mec_scale='paper'`` takes the coding
-  length's :math:`\mu = (m+d)/2` (see ``MCR``'s arguments).
+  warmed up from 8x over ``lam_warmup_epochs``) and :math:`\mu` chosen by ``mec_scale``.
+  The MCR paper gives no :math:`\mu`, :math:`\lambda`, order or :math:`\epsilon` ("μ
+  and λ are hyperparameters"; its ``m`` is the number of Taylor terms), so the scales
+  are named after where they come from: ``'mec_training'`` (default) is the MEC authors'
+  training coefficient :math:`\mu = 1/(m\lambda)` (the series per sample and per
+  :math:`\lambda`), ``'coding_length'`` MEC's coding-length coefficient
+  :math:`\mu = (m+d)/2`, which MEC's code only logs. At the training scale the
+  defaults :math:`\lambda_1 = 0.5, \lambda_2 = 0.2` give each MCR term ~10% of the
+  SSL loss's gradient on SimCLR's embeddings (:meth:`MCR.gradient_shares`, logged at
+  the first iteration; the configs set per-algorithm values); the paper's Table 6
+  values (0.01, 0.1) belong to its unstated :math:`\mu` and leave them at 0.2-0.5%.
 * **bi-level update** (Algorithm 1), in :meth:`MCR.train_step`:
 
   1. :math:`g = \nabla_{\theta,\phi}(\mathcal{L}_{ssl} + \lambda_1 \mathcal{L}_{mcr})`
@@ -89,7 +96,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 import torch
 import torch.distributed as torch_dist
 from mmengine.dist import get_world_size
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import (BaseAveragedModel, BaseModel, is_model_wrapper,
                             revert_sync_batchnorm)
 from mmengine.optim import OptimWrapper, OptimWrapperDict
@@ -102,7 +109,9 @@ from .regularized_model import load_architecture_cfg
 
 FUSIONS = ('concat', 'mixup', 'embedding')
 META_GRADS = ('second_order', 'finite_difference', 'first_order')
-MEC_SCALES = ('mec_code', 'paper')
+MEC_SCALES = ('mec_training', 'coding_length')
+#: The names these scales had before they were named after their source.
+_OLD_MEC_SCALES = {'mec_code': 'mec_training', 'paper': 'coding_length'}
 
 
 # --------------------------------------------------------------------------- CompMod
@@ -234,21 +243,24 @@ class MCR(BaseModel):
         algorithm: the SSL algorithm's model dict (``SimCLR``, ``BYOL``,
             ``BarlowTwins``), or ``dict(cfg_path='mmpretrain::...py', **overrides)``.
         comp_mod: ``dict(in_channels=d', out_channels=d, fusion='concat')``.
-        lambda1: weight of L_mcr in step 1 (paper's Table 6 best: 0.01).
-        lambda2: weight of L_comp in step 2 (paper's Table 6 best: 0.1).
+        lambda1: weight of L_mcr in step 1. Default 0.5: at ``mec_scale='mec_training'``
+            its gradient on SimCLR's embeddings is ~10% of the SSL loss's (see
+            :meth:`gradient_shares`; the configs set per-algorithm values). The paper's
+            Table 6 best, 0.01, is under the paper's own, unstated mu (0.2% here).
+        lambda2: weight of L_comp in step 2 (default 0.2, ~10%; paper's Table 6: 0.1).
         meta_grad: ``'second_order'``, ``'finite_difference'`` or ``'first_order'``.
         virtual_lr: the virtual step's learning rate; None takes the base optimizer's
             current learning rate of each parameter (schedulers included). Set it with
             LARS-type optimizers, whose effective step is not ``lr * grad``.
         order: Taylor order of the MEC series (4).
         eps_sq: MEC's squared decoding error (64).
-        mec_scale: ``'mec_code'`` (default): mu = 1 / (m lambda), the MEC authors'
-            training loss (their code divides the trace by the batch size and
+        mec_scale: ``'mec_training'`` (default): mu = 1 / (m lambda), the MEC authors'
+            training coefficient (their code divides the trace by the batch size and
             multiplies by 1/lambda, keeping mu = (m + d)/2 for reporting the coding
             length); its first-order term is minus the mean cosine similarity.
-            ``'paper'``: mu = (m + d) / 2, the coding length of MEC's equation, which
-            is (m + d) d / (2 eps^2) times larger (160x for m = 32, d = 128) -- with
-            lambda1 = 0.01 it outweighs the SSL loss.
+            ``'coding_length'``: mu = (m + d) / 2, MEC's coding-length coefficient,
+            (m + d) d / (2 eps^2) times larger (160x for m = 32, d = 128). The MCR
+            paper states neither.
         lam_warmup_epochs: 1/lambda goes from 8/lambda to 1/lambda over these epochs
             (MEC's schedule); 0 disables.
         lam_warmup_iters: the same in iterations (overrides the epochs).
@@ -263,9 +275,9 @@ class MCR(BaseModel):
     optim_groups = {'base': 'algorithm', 'meta': 'comp_mod'}
 
     def __init__(self, algorithm: Union[dict, nn.Module], comp_mod: dict,
-                 lambda1: float = 0.01, lambda2: float = 0.1,
+                 lambda1: float = 0.5, lambda2: float = 0.2,
                  meta_grad: str = 'second_order', virtual_lr: Optional[float] = None,
-                 order: int = 4, eps_sq: float = 64.0, mec_scale: str = 'mec_code',
+                 order: int = 4, eps_sq: float = 64.0, mec_scale: str = 'mec_training',
                  lam_warmup_epochs: float = 10,
                  lam_warmup_iters: Optional[int] = None, fd_epsilon: float = 0.01,
                  meta_interval: int = 1, data_preprocessor: Optional[dict] = None,
@@ -282,6 +294,9 @@ class MCR(BaseModel):
         self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
         self.meta_grad, self.virtual_lr = meta_grad, virtual_lr
         self.order, self.eps_sq, self.fd_epsilon = order, eps_sq, fd_epsilon
+        if mec_scale in _OLD_MEC_SCALES:
+            raise ValueError(f'mec_scale={mec_scale!r} was renamed after its source: use '
+                             f'{_OLD_MEC_SCALES[mec_scale]!r}')
         if mec_scale not in MEC_SCALES:
             raise ValueError(f'mec_scale must be one of {MEC_SCALES}, got {mec_scale!r}')
         self.mec_scale = mec_scale
@@ -334,7 +349,7 @@ class MCR(BaseModel):
         m, d = z_hat.shape
         lam, mu = mec_hparams(m, d, self.eps_sq)
         lam = mec_lambda_warmup(lam, self._warmup_progress())
-        if self.mec_scale == 'mec_code':
+        if self.mec_scale == 'mec_training':
             mu = 1.0 / (m * lam)
         return lam, mu
 
@@ -395,6 +410,44 @@ class MCR(BaseModel):
 
     def test_step(self, data):
         return self.algorithm.test_step(data)
+
+    def gradient_shares(self, inputs, data_samples) -> Dict[str, float]:
+        r"""How much the MCR terms pull on the embeddings, relative to the SSL loss.
+
+        With :math:`z` the neck's outputs (every view's embedding):
+        ``mcr`` = :math:`\|\nabla_z \lambda_1 \mathcal{L}_{mcr}\| / \|\nabla_z
+        \mathcal{L}_{ssl}\|` (both act on :math:`\theta, \phi` through :math:`z`), and
+        ``comp`` = :math:`\|\nabla_{\hat Z} \lambda_2 \mathcal{L}_{comp}\| /
+        \|\nabla_z \mathcal{L}_{ssl}\|` (Frobenius norms; the fused embedding
+        :math:`\hat Z` has the width of :math:`z`). A diagnostic: one extra forward and
+        backward; no parameter, buffer (BN statistics) or EMA target is changed.
+        """
+        buffers = {n: b.clone() for n, b in self.algorithm.named_buffers()}
+        try:
+            with self._tap.recording() as outputs, _frozen_averaged_models(self.algorithm):
+                losses = self.algorithm(inputs, data_samples, mode='loss')
+            l_ssl, _ = self.algorithm.parse_losses(losses)
+            necks = [_first(o) for o in outputs['neck']]
+            h1, h2, z1, z2 = self._views(outputs)
+            alpha = self.comp_mod.sample_alpha(h1)
+            z_hat = self.comp_mod(h1, h2, z1, z2, alpha)
+            lam, mu = self.mec_lambda_mu(z_hat)
+            l_mcr = self.lambda1 * mcr_loss(z_hat, [z1, z2], lam, mu, self.order)
+            z_fused = self.comp_mod(*(t.detach() for t in (h1, h2, z1, z2)), alpha)
+            l_comp = self.lambda2 * comp_loss(z_fused, lam, mu, self.order)
+
+            def norm(loss, wrt):
+                grads = torch.autograd.grad(loss, wrt, retain_graph=True, allow_unused=True)
+                return torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None))
+
+            base = norm(l_ssl, necks)
+            return dict(mcr=float(norm(l_mcr, necks) / base),
+                        comp=float(norm(l_comp, [z_fused]) / base))
+        finally:
+            self._tap.clear()
+            with torch.no_grad():
+                for n, b in self.algorithm.named_buffers():
+                    b.copy_(buffers[n])
 
     # ---------------------------------------------------------------- the bi-level step
 
@@ -499,12 +552,22 @@ class MCR(BaseModel):
         self._iteration += 1
         with base_wrapper.optim_context(self):
             data = self.data_preprocessor(data, True)
+            if it == 0:
+                self._log_gradient_shares(data['inputs'], data['data_samples'])
             step = self.bilevel_step(data['inputs'], data['data_samples'],
                                      self._virtual_lrs(base_wrapper),
                                      meta_step=it % self.meta_interval == 0)
         _apply_grads(base_wrapper, self.base_parameters(), step.base_grads)
         _apply_grads(meta_wrapper, self.meta_parameters(), step.meta_grads)
         return step.log_vars
+
+    def _log_gradient_shares(self, inputs, data_samples):
+        shares = self.gradient_shares(inputs, data_samples)
+        print_log(f"MCR gradient shares on the first batch: lambda1*L_mcr {shares['mcr']:.1%} "
+                  f"and lambda2*L_comp {shares['comp']:.1%} of L_ssl's gradient on the "
+                  f'embeddings (lambda1={self.lambda1}, lambda2={self.lambda2}, '
+                  f'mec_scale={self.mec_scale!r})', logger='current')
+        self.first_gradient_shares = shares
 
     def _check_distributed(self):
         """Several processes need MCRDataParallel: MMEngine's default DDP wrapper would
