@@ -5,9 +5,11 @@
 # stride-16 map + a max-pooled stride 64 for the RPN, as ViTDet's Mask R-CNN). Only the
 # neck, RPN and RoI heads train.
 #
-# The SSL checkpoint and the optimizer: as in
+# The SSL checkpoint (SER's LateClsViT or a standard ViT, told apart by TransferViT from
+# its pos_embed; online / student encoder at prefix='backbone.') and the optimizer: as in
 # retinanet_vit-s16-frozen_simple-pyramid_8xb4-45k_coco.py. Set the checkpoint with
-#   --cfg-options model.backbone.backbone.init_cfg.checkpoint=/path/to/ssl_epoch_300.pth
+#   --cfg-options model.backbone.backbone.init_cfg.checkpoint=/path/to/ssl_epoch_100.pth
+# (+ model.backbone.backbone.arch.num_heads=12 for MoCo v3's / SER-MoCo-v3's ViT-S).
 # Data: data/coco/ as mmdet reads it (instances_{train,val}2017.json with masks).
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
@@ -24,11 +26,12 @@ model = dict(
         _delete_=True,
         type='FrozenBackbone',
         backbone=dict(
-            type='mmpretrain.VisionTransformer',
+            type='TransferViT',
             # ViT-S/16 (6 heads; MoCo v3's ViT-S has 12: set num_heads to the checkpoint's)
             arch=dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
             img_size=224,  # the SSL checkpoint's; pos_embed is interpolated per image
             patch_size=16,
+            cls_insert_layer=3,  # SER checkpoints: their k; standard ViTs: CLS at the input
             out_type='featmap',
             final_norm=True,
             drop_rate=0.,

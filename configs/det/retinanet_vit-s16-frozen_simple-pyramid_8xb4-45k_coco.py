@@ -5,10 +5,20 @@
 # pyramid (SimplePyramidNeck, strides 8/16/32 from the stride-16 map + max-pooled 64/128,
 # as RetinaNet's 5 anchor levels expect). Only the neck and the head train.
 #
-# The SSL checkpoint: any mmpretrain self-supervised checkpoint of a ViT-S/16, e.g. one
-# written by `tools/train.py configs/ser/...` or mmpretrain's MoCo v3 / DINO configs; its
-# encoder weights are the `backbone.*` keys (prefix='backbone.'). Set it with
-#   --cfg-options model.backbone.backbone.init_cfg.checkpoint=/path/to/ssl_epoch_300.pth
+# The SSL checkpoint: an MMEngine checkpoint of a ViT-S/16 SSL run, either SER's
+# (`tools/train.py configs/ser/ser-*_vit-small-p16_*.py`: LateClsViT, patch-only pos_embed,
+# CLS token inserted after block 3) or a standard ViT's (mmpretrain's MoCo v3, DINO-style
+# VisionTransformer, CLS position in pos_embed). TransferViT (sslreg/models/transfer_vit.py)
+# reads which from the checkpoint's pos_embed and computes the function that was trained:
+# LateClsViT's forward for SER weights, VisionTransformer's for standard ones. Its encoder
+# is the `backbone.*` keys (prefix='backbone.'): the ONLINE encoder of MoCo v3 / Barlow
+# Twins and the STUDENT of DINO; the momentum / teacher copies are
+# prefix='momentum_encoder.module.0.' / 'teacher.module.0.'. Set it with
+#   --cfg-options model.backbone.backbone.init_cfg.checkpoint=/path/to/ssl_epoch_100.pth
+# and, for a 12-head ViT-S (SER's and mmpretrain's MoCo v3 configs), also
+#   model.backbone.backbone.arch.num_heads=12
+# (the weights' shapes do not tell heads apart; when the checkpoint records its training
+# config, as MMEngine's do, a different head count or cls_insert_layer is an error).
 # The detector checkpoint keeps the same `backbone.*` keys (FrozenBackbone adds no
 # wrapper module), so its encoder can be compared with the SSL checkpoint key for key.
 #
@@ -31,12 +41,13 @@ model = dict(
         _delete_=True,
         type='FrozenBackbone',
         backbone=dict(
-            type='mmpretrain.VisionTransformer',
-            # ViT-S/16. DINO/DeiT ViT-S have 6 heads; MoCo v3's ViT-S has 12: set
-            # num_heads to the checkpoint's (the weights' shapes do not tell them apart).
+            type='TransferViT',
+            # ViT-S/16. DINO/DeiT/SER-DINO/SER-Barlow-Twins ViT-S have 6 heads; MoCo v3's
+            # (and SER-MoCo-v3's) ViT-S has 12: set num_heads to the checkpoint's.
             arch=dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
             img_size=224,  # the SSL checkpoint's; pos_embed is interpolated per image
             patch_size=16,
+            cls_insert_layer=3,  # SER checkpoints: their k; standard ViTs: CLS at the input
             out_type='featmap',  # (N, 384, H/16, W/16), the CLS token dropped
             final_norm=True,
             drop_rate=0.,

@@ -9,9 +9,12 @@
 #   python tools/train.py configs/ser/retinanet_ser-vit-tiny-p8-frozen_simple-pyramid_digits-coco.py \
 #       --cfg-options model.backbone.backbone.init_cfg.checkpoint=work_dirs/ser-mocov3_vit-tiny-p8_digits/epoch_2.pth
 #
-# The encoder is LateClsViT itself (not mmpretrain's VisionTransformer): SER's weights
-# compute the function they were trained as only with the CLS token joining after block
-# k; with out_type='featmap' the CLS token is dropped from the output map anyway.
+# The encoder is TransferViT (a LateClsViT; sslreg/models/transfer_vit.py), not mmpretrain's
+# VisionTransformer: SER's weights compute the function they were trained as only with the
+# CLS token joining after block k (cls_insert_layer=2, as the SER config); with
+# out_type='featmap' the CLS token is dropped from the output map anyway. A standard ViT
+# checkpoint of the same shape (CLS position in pos_embed) loads too and runs as a
+# standard ViT.
 _base_ = '../det/retinanet_vit-s16-frozen_simple-pyramid_8xb4-45k_coco.py'
 
 ssl_checkpoint = 'work_dirs/ser-mocov3_vit-tiny-p8_digits/epoch_2.pth'
@@ -19,7 +22,7 @@ model = dict(
     backbone=dict(
         backbone=dict(
             _delete_=True,
-            type='LateClsViT',
+            type='TransferViT',
             arch=dict(embed_dims=96, num_layers=4, num_heads=3, feedforward_channels=192),
             img_size=32,       # the SER checkpoint's; positions are resized per image
             patch_size=8,      # stride-8 map: 16x16 on a 128 px canvas

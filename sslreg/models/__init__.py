@@ -10,6 +10,7 @@ from .pyramid_neck import SimplePyramidNeck
 from .regularized_model import RegularizedModel
 from .sidae import SidAE
 from .ser import SERBarlowTwins, SERDINO, SERMoCoV3
+from .transfer_vit import TransferViT
 
 # The torch-only regularizers, by name, for `regularizers=dict(x=dict(type='RhoSIM'))`.
 for _cls in (VCReg, RhoSIM, SIM):

@@ -21,6 +21,11 @@ the backbone dict as usual::
                       init_cfg=dict(type='Pretrained', checkpoint='ssl.pth',
                                     prefix='backbone.')))
 
+For SSL ViT checkpoints use ``type='TransferViT'`` (sslreg/models/transfer_vit.py) as the
+inner backbone, as ``configs/det/*vit-s16*`` do: it loads SER's ``LateClsViT`` checkpoints
+(patch-only ``pos_embed``, CLS token after block k) as well as standard ViT ones, and runs
+each as it was pre-trained.
+
 No gradient ever reaches the frozen parameters, so no optimizer (SGD, AdamW, weight
 decay included: they skip parameters whose ``.grad`` is None) changes them.
 """

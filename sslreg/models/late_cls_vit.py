@@ -23,7 +23,9 @@ Everything else is mmpretrain's :class:`~mmpretrain.models.VisionTransformer`
   prepended, ``ln_equiv`` dropped) -- the shapes then match, but a standard ViT
   inserts the CLS token at the input, so it computes a different function: use
   ``LateClsViT`` itself (e.g. with ``out_type='featmap'`` in a detector) to reuse
-  SER weights faithfully.
+  SER weights faithfully -- or :class:`~sslreg.models.transfer_vit.TransferViT`, which
+  the detection configs build: it takes SER and standard ViT checkpoints alike and runs
+  each as it was trained.
 
 MoCo v3 options of mmpretrain's ``MoCoV3ViT`` are available: ``stop_grad_conv1``
 (frozen random patch projection), ``pos_embed_type='sincos'`` (fixed 2-D sin-cos
