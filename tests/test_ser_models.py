@@ -11,6 +11,7 @@ from mmpretrain.structures import DataSample
 
 from sslreg import geometry as G
 from sslreg.evaluation import EquivarianceMetric, equivariance_scores, token_map
+from sslreg.evaluation.equivariance import DEFAULT_TRANSFORMS
 from sslreg.models.late_cls_vit import LateClsViT, to_vit_state_dict
 
 pytestmark = pytest.mark.timeout(300)
@@ -222,16 +223,18 @@ def _exactly_equivariant_vit():
 def test_equivariance_score_is_one_for_an_exactly_equivariant_network():
     vit = _exactly_equivariant_vit()
     x = torch.randn(4, 3, 32, 32)
-    for layer in (1, K, TINY['num_layers']):
-        s = equivariance_scores(vit, x, layer=layer)
-        assert s['rot90'] == pytest.approx(1.0, abs=1e-5)
-        assert s['flip'] == pytest.approx(1.0, abs=1e-5)
-        assert s['scale'] < 1.0
+    s = equivariance_scores(vit, x, DEFAULT_TRANSFORMS, locations=(1, K, TINY['num_layers'],
+                                                                   'final', 'layer_k'))
+    for loc in ('layer_1', f'layer_{K}', f"layer_{TINY['num_layers']}", 'final', 'layer_k'):
+        assert s[f'{loc}/rot90'] == pytest.approx(1.0, abs=1e-5)
+        assert s[f'{loc}/flip'] == pytest.approx(1.0, abs=1e-5)
+        assert s[f'{loc}/scale'] < 1.0
     # a normal ViT (random positions) is far from it
     torch.manual_seed(1)
     plain = LateClsViT(arch=TINY, img_size=32, patch_size=8, cls_insert_layer=K)
     plain.init_weights()
-    assert equivariance_scores(plain, x)['rot90'] < 0.9
+    plain_s = equivariance_scores(plain, x, DEFAULT_TRANSFORMS)
+    assert plain_s['final/rot90'] < 0.9 and plain_s['layer_k/rot90'] < 0.9
     assert token_map(vit, x, K).shape == (4, 32, 4, 4)
 
 
@@ -244,7 +247,11 @@ def test_predict_mode_feeds_the_equivariance_metric():
     metric = EquivarianceMetric()
     metric.process(None, [o.to_dict() for o in out])
     res = metric.compute_metrics(metric.results)
-    want = equivariance_scores(model.backbone, x)
+    want = equivariance_scores(model.backbone, x, model.eval_transforms())
+    assert set(want) == {f'{loc}/{t}' for loc in ('final', 'layer_k')
+                         for t in ('rotation', 'flip', 'scale', 'group')}
     for k, v in want.items():
         assert res[k] == pytest.approx(v, abs=1e-5)
-    assert res['mean'] == pytest.approx(sum(want.values()) / 3, abs=1e-5)
+    for loc in ('final', 'layer_k'):
+        mine = [v for k, v in want.items() if k.startswith(loc + '/')]
+        assert res[f'{loc}/mean'] == pytest.approx(sum(mine) / 4, abs=1e-5)

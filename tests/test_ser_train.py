@@ -81,9 +81,10 @@ def _check_ssl_run(runner, snap, work_dir):
         key = f'layers.{i}.attn.qkv.weight'
         assert not torch.equal(snap.before['backbone.' + key], after[key]), key
     val = runner.message_hub.log_scalars
-    for name in ('rot90', 'flip', 'scale', 'mean'):
-        score = val[f'val/equivariance/{name}'].current()
-        assert -1.0 <= score <= 1.0
+    for loc in ('final', 'layer_k'):  # the paper's location and SER's layer
+        for name in ('rotation', 'flip', 'scale', 'group', 'mean'):
+            score = val[f'val/equivariance/{loc}/{name}'].current()
+            assert -1.0 <= score <= 1.0
     assert (Path(work_dir) / 'epoch_1.pth').exists()
 
 
@@ -124,6 +125,7 @@ def test_equivariance_score_from_the_command_line(moco_run, small_data, capsys):
     scores = main([str(ROOT / SSL_CONFIGS['SERMoCoV3']), str(Path(ssl_dir) / 'epoch_1.pth'),
                    '--data-root', str(small_data / 'digits_imagenet' / 'val'), '--size', '32',
                    '--num-images', '16'])
-    assert set(scores) == {'rot90', 'flip', 'scale'}
+    assert set(scores) == {f'{loc}/{t}' for loc in ('final', 'layer_k')
+                           for t in ('rotation', 'flip', 'scale', 'group', 'mean')}
     assert all(-1 <= v <= 1 for v in scores.values())
-    assert 'equivariance/rot90' in capsys.readouterr().out
+    assert 'equivariance/final/rotation' in capsys.readouterr().out

@@ -2,12 +2,18 @@
 # (8 GPUs x 256), AdamW, 100 epochs, 10 warm-up (the recipe for all three SER
 # configs). Inherits mmpretrain's Barlow Twins config (its BYOL-style two views, its
 # 8192-8192-8192 projector and cross-correlation loss).
-# SER: lambda 1.0, tau 0.4 (released run_pretrain.sh: --equiv-lambda 1.0
-# --temperature-equiv 0.4), 1% equivariance sub-batch. The released script trains Barlow
+# SER: lambda 1.0 (released run_pretrain.sh --equiv-lambda 1.0), tau 0.2: the paper uses
+# one tau for MoCo v3 and Barlow Twins (sslreg's MoCo v3 value; the released script passes
+# --temperature-equiv 0.4 for Barlow Twins; see /tmp/fidelity_ser_sidae.md), 1%
+# equivariance sub-batch. The released script trains Barlow
 # Twins with LARS (lr 1e-4 weights / 4.8e-3 biases, clip 0.3); the AdamW lr here
 # (1e-4 x 2048/256, wd 0.04) is not from the paper: tune it.
 _base_ = 'mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py'
 custom_imports = dict(imports=['sslreg'], allow_failed_imports=False)
+# Equivariance views (GeometricGroupViews.equiv_crop): 'none' = the paper's, cropping
+# disabled in the equivariance sub-batch: g . (whole image resized to the view size).
+# The authors' released code instead moves view 0's RandomResizedCrop (+ flip):
+# equiv_crop='shared_crop'.
 
 crop = [
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.), backend='pillow'),
@@ -29,7 +35,8 @@ photometric2 = color + [
 ]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='GeometricGroupViews', crop=crop, photometric=[photometric1, photometric2]),
+    dict(type='GeometricGroupViews', crop=crop, photometric=[photometric1, photometric2],
+         equiv_crop='none'),
     dict(type='PackInputs', meta_keys=('img_path', 'ser_g1', 'ser_g2')),
 ]
 train_dataloader = dict(batch_size=256, dataset=dict(pipeline=train_pipeline))
@@ -45,7 +52,7 @@ model = dict(
         cls_insert_layer=3,
         drop_path_rate=0.1),
     neck=dict(in_channels=384, with_avg_pool=False),
-    ser=dict(lambda_equiv=1.0, tau=0.4, equiv_ratio=0.01))
+    ser=dict(lambda_equiv=1.0, tau=0.2, equiv_ratio=0.01))
 
 optim_wrapper = dict(
     _delete_=True,

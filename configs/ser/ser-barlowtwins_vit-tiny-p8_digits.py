@@ -1,5 +1,6 @@
 # SER on Barlow Twins sized for a CPU (digits, 32 px, 4-block ViT); data, validation and
-# schedule of ser-mocov3_vit-tiny-p8_digits.py. tau 0.4 as the paper's Barlow Twins runs.
+# schedule of ser-mocov3_vit-tiny-p8_digits.py (its uncropped equivariance views,
+# equiv_crop='none'). tau 0.2: the paper shares one tau between MoCo v3 and Barlow Twins.
 _base_ = './ser-mocov3_vit-tiny-p8_digits.py'
 
 model = dict(
@@ -16,4 +17,4 @@ model = dict(
               with_avg_pool=False, norm_cfg=dict(type='BN1d')),
     head=dict(type='LatentCrossCorrelationHead', in_channels=256,
               loss=dict(type='CrossCorrelationLoss')),
-    ser=dict(lambda_equiv=1.0, tau=0.4, equiv_ratio=0.25, proj_channels=128))
+    ser=dict(lambda_equiv=1.0, tau=0.2, equiv_ratio=0.25, proj_channels=128))

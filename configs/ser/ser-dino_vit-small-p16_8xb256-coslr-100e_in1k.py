@@ -4,7 +4,8 @@
 # --local_crops_number 0).
 # From the released run_pretrain.sh (DINO line): lr 1e-4 x 2048/256 = 8e-4,
 # --norm_last_layer False, --momentum_teacher 0.982, --clip_grad 0.3, --equiv-lambda 0.3,
-# --temperature 0.4. DINO's own defaults (main_dino.py): out 65536, student temperature
+# --temperature 0.4 (SER's tau; the paper uses one tau for DINO and another for MoCo v3 /
+# Barlow Twins). DINO's own defaults (main_dino.py): out 65536, student temperature
 # 0.1, teacher 0.04, centre momentum 0.9, wd 0.04 -> 0.4 (cosine), prototypes frozen
 # for the first epoch, global crops scale (0.4, 1).
 _base_ = [
@@ -12,6 +13,10 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['sslreg'], allow_failed_imports=False)
+# Equivariance views (GeometricGroupViews.equiv_crop): 'none' = the paper's, cropping
+# disabled in the equivariance sub-batch: g . (whole image resized to the view size).
+# The authors' released code instead moves view 0's RandomResizedCrop (+ flip):
+# equiv_crop='shared_crop'.
 
 crop = [
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.4, 1.), backend='pillow'),
@@ -32,7 +37,8 @@ photometric2 = color + [
 ]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='GeometricGroupViews', crop=crop, photometric=[photometric1, photometric2]),
+    dict(type='GeometricGroupViews', crop=crop, photometric=[photometric1, photometric2],
+         equiv_crop='none'),
     dict(type='PackInputs', meta_keys=('img_path', 'ser_g1', 'ser_g2')),
 ]
 train_dataloader = dict(batch_size=256, dataset=dict(pipeline=train_pipeline))

@@ -1,6 +1,7 @@
 # SER on DINO sized for a CPU (digits, 32 px, 4-block ViT); data, validation and schedule
-# of ser-mocov3_vit-tiny-p8_digits.py. lambda 0.3, tau 0.4 as SER's DINO run; a small
-# head (1024 prototypes) for the small data.
+# of ser-mocov3_vit-tiny-p8_digits.py (its uncropped equivariance views,
+# equiv_crop='none'). lambda 0.3, tau 0.4 as SER's DINO run (DINO's own tau in the
+# paper); a small head (1024 prototypes) for the small data.
 _base_ = './ser-mocov3_vit-tiny-p8_digits.py'
 
 model = dict(

@@ -3,11 +3,16 @@
 # Inherits mmpretrain's MoCo v3 ViT-S config; what changes:
 #   * backbone: LateClsViT (CLS token inserted after block 3; patch-only sin-cos positions;
 #     MoCo v3's frozen patch projection and initialisation);
-#   * data: GeometricGroupViews (MoCo v3's two views + the equivariance partner view, and
-#     the sampled group elements kept in the data samples);
-#   * SER: lambda 1.0 (released run_pretrain.sh --equiv-lambda 1.0), tau 0.2 (the issue;
-#     the released script passes --temperature-equiv 0.5 for MoCo v3), 1% of each batch
-#     in the equivariance sub-batch (released --equiv-ratio-start 0.01).
+#   * data: GeometricGroupViews (MoCo v3's two views + the two equivariance views, and
+#     the sampled group elements kept in the data samples). Equivariance views:
+#     equiv_crop='none', the paper's (cropping disabled in the equivariance sub-batch:
+#     g . whole image resized to 224); the released code moves view 0's
+#     RandomResizedCrop instead: equiv_crop='shared_crop';
+#   * SER: lambda 1.0 (released run_pretrain.sh --equiv-lambda 1.0), tau 0.2 (the paper
+#     shares one tau between MoCo v3 and Barlow Twins; 0.2 is sslreg's value -- the
+#     released script passes --temperature-equiv 0.5 for MoCo v3; see
+#     /tmp/fidelity_ser_sidae.md), 1% of each batch in the equivariance sub-batch
+#     (released --equiv-ratio-start 0.01).
 #   * schedule: lr 3e-4 x 2048/256 = 2.4e-3 (released --lr 0.0003 scaled by batch/256),
 #     weight decay 0.1, momentum 0.99 -> 1 (cosine), 100 epochs, 10 warm-up.
 _base_ = 'mmpretrain::mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'
@@ -34,7 +39,7 @@ photometric2 = color + [
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='GeometricGroupViews', crop=crop, photometric=[photometric1, photometric2],
-         scale_range=(0.7, 1.3), ratio_range=(3 / 4, 4 / 3)),
+         equiv_crop='none', scale_range=(0.7, 1.3), ratio_range=(3 / 4, 4 / 3)),
     dict(type='PackInputs', meta_keys=('img_path', 'ser_g1', 'ser_g2')),
 ]
 train_dataloader = dict(batch_size=256, dataset=dict(pipeline=train_pipeline))

@@ -1,8 +1,12 @@
 # SER on MoCo v3 sized for a CPU: a 4-block ViT (96 wide, patch 8) on the digits
 # ImageNet-style folder at 32 px (4x4 token lattice), CLS token after block 2, a quarter
 # of each batch in the equivariance sub-batch (the paper's 1% would leave no
-# equivariance sub-batch at batch 32). Validation reports the equivariance score at
-# the regularized layer (EquivarianceMetric). Same recipe as
+# equivariance sub-batch at batch 32). Equivariance views as the paper: no crop
+# (equiv_crop='none': g . the whole 32 px digit; 'shared_crop' = the released code's
+# shared RandomResizedCrop). Validation reports the equivariance score at the final
+# layer (the paper's Table 4) and at the regularized layer k (EquivarianceMetric:
+# equivariance/final/*, equivariance/layer_k/*; 4 sampled elements per family, seed 0).
+# Same recipe as
 # ser-mocov3_vit-small-p16_8xb256-coslr-100e_in1k.py otherwise.
 # Without SER: --cfg-options model.ser.lambda_equiv=0 model.ser.equiv_ratio=0
 # (then it is mmpretrain's MoCoV3 with this backbone).
@@ -23,7 +27,7 @@ photometric2 = color + [dict(type='Solarize', thr=128, prob=0.2)]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='GeometricGroupViews', crop=crop, photometric=[photometric1, photometric2],
-         scale_range=(0.7, 1.3), ratio_range=(3 / 4, 4 / 3)),
+         equiv_crop='none', scale_range=(0.7, 1.3), ratio_range=(3 / 4, 4 / 3)),
     dict(type='PackInputs', meta_keys=('img_path', 'ser_g1', 'ser_g2')),
 ]
 train_dataloader = dict(

@@ -15,8 +15,11 @@ The batch (of each rank) is split: the first ``B - n`` samples form the
 **baseline sub-batch** (the base method's usual two crops, views 0 and 1 of
 :class:`~sslreg.datasets.GeometricGroupViews`), the last ``n = round(equiv_ratio * B)``
 (at least ``min_equiv_samples`` when ``equiv_ratio > 0``) the **equivariance
-sub-batch**: views 0 and 2 (one crop, independent photometric jitter) moved by the
-sampled group elements, :math:`x_1 = g_1 v_0`, :math:`x_2 = g_2 v_2`. Both
+sub-batch**: the equivariance views 2 and 3 (``e_1, e_2``: by default the whole image,
+uncropped, as in the paper; the released code's shared crop with ``equiv_crop=
+'shared_crop'``; independent photometric jitter) moved by the sampled group elements,
+:math:`x_1 = g_1 e_1`, :math:`x_2 = g_2 e_2`. (A three-view batch, the earlier layout,
+is read as ``e_1, e_2 = v_0, v_2``.) Both
 sub-batches feed :math:`\mathcal{L}_{inv}` (their final embeddings are
 concatenated before the neck, so BatchNorm in the neck sees the whole batch); only
 the equivariance sub-batch feeds :math:`\mathcal{L}_{equiv}`. The geometry is applied
@@ -42,11 +45,15 @@ option                 default           source
 =====================  ================  =====================================================
 layer ``k``            3                 paper / released ``--equiv-layer 3`` (LateClsViT's
                                          ``cls_insert_layer``)
-``tau``                0.2 MoCo v3,      the issue ("as in the paper"); the released
-                       0.4 BT / DINO     ``run_pretrain.sh`` uses ``--temperature-equiv 0.5``
-                                         for MoCo v3 (0.2 there is MoCo's own temperature)
-                                         and 0.4 for Barlow Twins / DINO -- unverified which
-                                         the paper's table used
+``tau``                0.2 MoCo v3 / BT, the paper's grouping (one tau for MoCo v3 and
+                       0.4 DINO          Barlow Twins, another for DINO; its numbers were not
+                                         readable here): 0.2 is sslreg's earlier MoCo v3 value
+                                         (an earlier issue: "as in the paper"), 0.4 the
+                                         released DINO value (``--temperature 0.4``). The
+                                         released ``run_pretrain.sh`` has 0.5 (MoCo v3) /
+                                         0.4 (BT) / 0.4 (DINO), the checkpoints its
+                                         ``config/eval.yaml`` lists were trained at 0.4.
+                                         See /tmp/fidelity_ser_sidae.md
 ``lambda_equiv``       1.0 MoCo v3 / BT,  released ``run_pretrain.sh`` (``--equiv-lambda``)
                        0.3 DINO
 ``equiv_ratio``        0.01              released ``--equiv-ratio-start 0.01`` (constant
@@ -57,6 +64,9 @@ layer ``k``            3                 paper / released ``--equiv-layer 3`` (L
 scale range / aspect   0.7-1.3 / 3/4-4/3 released ``--equiv-scale``, ``--equiv-aspect-ratio``
                                          (area factor, as ``Aug_equi.get_params``)
 resampling             bilinear          the issue; the released code uses bicubic
+``eval_group``         4 per family,     the equivariance score (``predict``): group elements
+                       seed 0, the       sampled, with a fixed seed, from the group the views
+                       views' group      use (GeometricGroupViews' defaults)
 =====================  ================  =====================================================
 """
 from collections import OrderedDict
@@ -109,7 +119,8 @@ class SERMixin:
     """
 
     SER_DEFAULTS = dict(lambda_equiv=1.0, tau=0.2, equiv_ratio=0.01, proj_channels=512,
-                        min_equiv_samples=2, resize_mode='bilinear', gather=True)
+                        min_equiv_samples=2, resize_mode='bilinear', gather=True,
+                        eval_group=None)
 
     def _init_ser(self, ser: Optional[dict]):
         cfg = dict(self.SER_DEFAULTS)
@@ -159,12 +170,13 @@ class SERMixin:
             g2s.append(G.GroupElement.from_tuple(meta[META_G2]))
         return g1s, g2s
 
-    def ser_views(self, v0: torch.Tensor, v2: torch.Tensor, data_samples):
-        """``x1_i = g1_i . v0_i``, ``x2_i = g2_i . v2_i`` (lists; sizes may differ)."""
+    def ser_views(self, e1: torch.Tensor, e2: torch.Tensor, data_samples):
+        """``x1_i = g1_i . e1_i``, ``x2_i = g2_i . e2_i`` for the equivariance views
+        ``e1, e2`` (lists; sizes may differ)."""
         g1s, g2s = self.ser_group_elements(data_samples)
         mode, unit = self.ser_cfg['resize_mode'], self.patch_size
-        x1s = G.act_each(list(v0), g1s, unit=unit, mode=mode)
-        x2s = G.act_each(list(v2), g2s, unit=unit, mode=mode)
+        x1s = G.act_each(list(e1), g1s, unit=unit, mode=mode)
+        x2s = G.act_each(list(e2), g2s, unit=unit, mode=mode)
         return x1s, x2s, g1s, g2s
 
     def ser_encode(self, backbone: nn.Module, xs: Sequence[torch.Tensor],
@@ -226,13 +238,16 @@ class SERMixin:
         first, then the equivariance sub-batch); ``equiv`` = ``(x1s, x2s)`` for the
         momentum/teacher branch; ``nce`` = :math:`\\mathcal{L}_{equiv}` or None."""
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 3:
-            raise ValueError('SER with equiv_ratio > 0 needs three views per sample (two '
-                             'baseline crops and the second photometric view of crop 1): '
-                             'use GeometricGroupViews in the pipeline')
+            raise ValueError('SER with equiv_ratio > 0 needs four views per sample (two '
+                             'baseline crops and two equivariance views; three in the '
+                             'earlier layout): use GeometricGroupViews in the pipeline')
         B = inputs[0].shape[0]
         n_eq = self.ser_split(B)
         nb = B - n_eq
-        x1s, x2s, g1s, g2s = self.ser_views(inputs[0][nb:], inputs[2][nb:], data_samples[nb:])
+        # views 2, 3: the equivariance views (GeometricGroupViews); a three-view batch is
+        # the earlier layout, whose equivariance views were views 0 and 2 (shared crop)
+        e1, e2 = (inputs[2], inputs[3]) if len(inputs) >= 4 else (inputs[0], inputs[2])
+        x1s, x2s, g1s, g2s = self.ser_views(e1[nb:], e2[nb:], data_samples[nb:])
         want = self._equiv_active()
         # One pass over every view, bucketed by shape: the baseline views share a bucket
         # with any equivariance view of the same size (fewer, larger forwards).
@@ -270,16 +285,28 @@ class SERMixin:
             return self.predict(inputs, data_samples)
         return super().forward(inputs, data_samples, mode=mode)
 
+    def eval_transforms(self):
+        """The group elements the equivariance score uses (sampled once, fixed seed):
+        :func:`~sslreg.evaluation.equivariance.sample_transforms` of the ``eval_group``
+        option (a dict of its arguments; None = its defaults, the views' group)."""
+        if getattr(self, '_eval_transforms', None) is None:
+            from ..evaluation.equivariance import sample_transforms
+            self._eval_transforms = sample_transforms(**(self.ser_cfg.get('eval_group') or {}))
+        return self._eval_transforms
+
     @torch.no_grad()
     def predict(self, inputs, data_samples=None):
-        """Equivariance scores at the regularized layer, per sample, for validation /
-        test with :class:`~sslreg.evaluation.EquivarianceMetric` (each data sample gets
-        ``equiv_scores``: a dict ``{name: cosine}``)."""
-        from ..evaluation.equivariance import DEFAULT_TRANSFORMS, per_sample_scores
+        """Equivariance scores per sample, for validation / test with
+        :class:`~sslreg.evaluation.EquivarianceMetric`: each data sample gets
+        ``equiv_scores``, ``{'<location>/<transform>': cosine}`` with locations
+        ``final`` (the last block's normed patch tokens: the paper's Table 4) and
+        ``layer_k`` (the map the SER loss reads: ``ln_equiv`` of block ``k``)."""
+        from ..evaluation.equivariance import per_sample_scores
         if isinstance(inputs, (list, tuple)):
             inputs = inputs[0]
-        scores = per_sample_scores(self.backbone, inputs, DEFAULT_TRANSFORMS,
-                                   patch_size=self.patch_size)
+        scores = per_sample_scores(self.backbone, inputs, self.eval_transforms(),
+                                   patch_size=self.patch_size,
+                                   mode=self.ser_cfg['resize_mode'])
         data_samples = list(data_samples) if data_samples is not None else [
             None] * inputs.shape[0]
         out = []
@@ -333,9 +360,10 @@ class SERMoCoV3(SERMixin, MoCoV3):
 @MODELS.register_module()
 class SERBarlowTwins(SERMixin, BarlowTwins):
     """Barlow Twins + SER. Arguments of mmpretrain's ``BarlowTwins`` plus ``ser``
-    (defaults as ``SERMoCoV3`` but ``tau`` 0.4; module docstring)."""
+    (defaults as ``SERMoCoV3``, ``tau`` 0.2 too: the paper shares one tau between MoCo v3
+    and Barlow Twins; module docstring)."""
 
-    SER_DEFAULTS = dict(SERMixin.SER_DEFAULTS, tau=0.4, lambda_equiv=1.0)
+    SER_DEFAULTS = dict(SERMixin.SER_DEFAULTS, tau=0.2, lambda_equiv=1.0)
 
     def __init__(self, backbone: dict, neck: dict, head: dict, ser: Optional[dict] = None,
                  **kwargs):

@@ -9,7 +9,11 @@ padding 1 (each doubles the side: 1 -> 2 -> 4 -> 8 -> 16 -> 32).
 
 Loss: :math:`w \mathcal{L}_{dae} + (1-w) \mathcal{L}_{si}`; ``w=0`` is SimSiam
 exactly (the same modules and calls as mmpretrain's ``SimSiam.loss``), ``w=1`` the
-denoising autoencoder on the same two views, ``w=0.5`` the paper's default.
+denoising autoencoder on the same two views. The paper's ``w`` per experiment (the
+configs in ``configs/sidae``): 0.5 for its linear evaluations (CIFAR-10, MNIST,
+Fashion-MNIST); STL-10 0.25 by its text but 0.5 by its Table 1 caption
+(``sidae_r18_stl10.py`` takes 0.25, ``sidae_r18_stl10_w0.5.py`` the caption's); 0.125
+for the encoders it fine-tunes (``sidae_r18_<data>_w0.125_finetune.py``).
 
 Inputs: ``[view_1, view_2, clean]`` from :class:`sslreg.datasets.SidAEViews`
 (``w=0`` also accepts the two views alone).
@@ -77,7 +81,8 @@ class SidAE(BaseSelfSupervisor):
             ``CosineSimilarityLoss``).
         decoder: :class:`SidAEDecoder` arguments (``in_channels`` = the neck's
             ``out_channels``).
-        w: weight of the reconstruction loss, in [0, 1] (paper: 0.5).
+        w: weight of the reconstruction loss, in [0, 1] (default 0.5, the paper's for
+            linear evaluation; see the module docstring for its other experiments).
     """
 
     def __init__(self, backbone: dict, neck: dict, head: dict, decoder: dict,
