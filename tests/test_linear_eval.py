@@ -1,6 +1,7 @@
 """The label-fraction linear evaluation (tools/linear_eval.py + sslreg.evaluation.linear_probe):
-the subset is class-balanced and fixed by the seed, the SGD probe learns, the backbone is
-found and loaded inside any wrapper, and the tool runs frozen and fine-tuned."""
+the subset is class-balanced and fixed by the seed, the SGD probe learns, the schedule is a
+cosine without warm-up, the backbone is found and loaded inside any wrapper, and the tool
+runs frozen and fine-tuned. The papers' protocols (configs/eval/): test_eval_protocols.py."""
 import importlib.util
 import json
 
@@ -62,6 +63,17 @@ def test_sgd_linear_probe_learns_separable_classes():
     params = inspect.signature(train_linear_classifier).parameters
     assert (params['epochs'].default, params['lr'].default, params['momentum'].default,
             params['batch_size'].default) == (50, 0.05, 0.9, 256)
+
+
+def test_cosine_schedule_starts_at_the_base_rate_without_warmup():
+    from sslreg.evaluation.linear_probe import _lr_at
+    assert _lr_at(0.05, 0, 100) == 0.05  # no warm-up: the first step runs at the base rate
+    assert _lr_at(0.05, 50, 100) == pytest.approx(0.025)
+    assert _lr_at(0.05, 100, 100) == pytest.approx(0)
+    # with warm-up: linear to the base rate over the warm-up steps, then the cosine
+    assert [_lr_at(0.05, s, 100, warmup=10) for s in (0, 9, 10)] == pytest.approx(
+        [0.005, 0.05, 0.05])
+    assert _lr_at(0.05, 55, 100, warmup=10) == pytest.approx(0.025)
 
 
 @pytest.mark.parametrize('config,prefix', [

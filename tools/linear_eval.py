@@ -1,29 +1,52 @@
-"""Linear evaluation of a self-supervised checkpoint on a fraction of the labels.
+"""Evaluation of a self-supervised checkpoint: the papers' protocols on frozen features,
+on a fraction of the labels, or fine-tuned.
 
-    python tools/linear_eval.py CONFIG CHECKPOINT [--labels 1%] [--finetune] [--work-dir D]
+    python tools/linear_eval.py CONFIG CHECKPOINT [--protocol-config configs/eval/P.py]
+        [--protocol-options KEY=VALUE ...] [--labels 1%] [--finetune] [--epochs N] ...
+        [--work-dir D] [--cfg-options KEY=VALUE ...]
 
-The protocol, shared by every SSL method (mmpretrain's algorithms, SidAE, MCR, SER ...):
+CONFIG is the pre-training config (it gives the model and, by default, the data);
+CHECKPOINT its checkpoint (``none``: the random initialisation). The protocol comes from
+``--protocol-config`` (a plain Python file read with mmengine's ``Config``; see
+``configs/eval/``), then from explicit command-line flags, which win:
 
-* the backbone of CONFIG's model is built and loaded from CHECKPOINT (``none``: the
-  random initialisation) -- whatever wraps it (``MCR``'s ``algorithm.backbone``,
-  ``RegularizedModel``'s ``architecture.backbone``, a plain algorithm's ``backbone``);
-* the labelled train split is reduced to ``--labels`` (1% or 100%; class-balanced,
-  drawn once from ``--seed``, so every method sees the same images; the indices are
-  written to the work dir);
-* **frozen** (default): features of the un-augmented images (resized to ``size``,
-  normalized with the model's data preprocessor, BN in eval mode, last stage
-  average-pooled) are extracted once, and a linear classifier is trained on them with
-  SGD lr 0.05, momentum 0.9, batch 256, 50 epochs, cosine schedule, features
-  standardized with the training statistics; **--finetune** trains backbone and
-  classifier end to end with the same optimizer;
-* top-1 accuracy on the val split is printed and written to
-  ``WORK_DIR/linear_eval_<labels>_<mode>.json``.
+``protocol = dict(name, paper, dataset, mode, labels, features, epochs, lr, ...)``
 
-Data: CONFIG's ``linear_eval = dict(train=<dataset>, val=<dataset>, size=32)`` (the
-pipeline is added here: load if needed, gray -> 3 channels, resize to ``size``, pack),
-or, without one, the pre-training dataset with ``split='train'`` / ``'val'`` (ImageNet
-layouts) or ``'test'`` (CIFAR, MNIST). Images are held in memory as uint8: meant for
-CIFAR-scale data; for ImageNet use mmpretrain's linear-evaluation benchmark configs.
+* ``mode``: ``'frozen'`` (a linear classifier on features extracted once, default),
+  ``'finetune'`` (backbone + linear classifier trained end to end) or ``'knn'``
+  (k-nearest neighbours of frozen features, :mod:`sslreg.evaluation.knn`; ``knn=dict(k=5,
+  metric='cosine', vote='majority', temperature=0.07)``);
+* ``labels``: the fraction of the labelled train split used ('1%', '10%', '100%' or a
+  number in (0, 1]); class-balanced, ``max(1, round(fraction * n_c))`` per class, drawn
+  once from ``seed`` (:func:`~sslreg.evaluation.linear_probe.label_subset`), so every
+  method sees the same images; the indices go into the JSON. For ``knn`` it is the
+  memory bank;
+* ``features``: ``dict(type='pooled')`` (the backbone's last output, maps average-pooled:
+  ResNets) or ``dict(type='last_blocks_cls', num_blocks=4, norm_each=False)`` (SER's /
+  DINO's [CLS] tokens of the last 4 blocks concatenated; ViT / ``LateClsViT``);
+* classifier (``frozen`` and ``finetune``): SGD ``lr`` 0.05, ``momentum`` 0.9,
+  ``batch_size`` 256, ``weight_decay`` 0, ``epochs`` 50, per-iteration cosine after
+  ``warmup_epochs`` (0) of linear warm-up, features ``standardize``d with the training
+  statistics (``frozen``); ``backbone_lr_mult`` (``finetune``);
+* ``name``, ``paper``, ``dataset``: written into the result (``dataset`` names the
+  paper's dataset for the protocol).
+
+Without ``--protocol-config`` the defaults are the above (``labels='1%'``, ``frozen``,
+``pooled``), as before. Top-1 accuracy on the val split is printed and written to
+``WORK_DIR/linear_eval_<name>.json`` (``linear_eval_<labels>_<mode>.json`` without a
+protocol name).
+
+Data: CONFIG's ``linear_eval = dict(train=<dataset>, val=<dataset>, size=32,
+resize_short=None)``, or, for a split it does not name, the pre-training dataset with
+``split='train'`` / ``'val'`` (ImageNet layouts) or ``'test'`` (CIFAR, MNIST); then the
+protocol config's own ``linear_eval``: a dataset dict with a ``type`` replaces that split
+(so a protocol can name its dataset, e.g. ImageNet), one without updates it
+(``linear_eval.val.indices=64``), ``size`` / ``resize_short`` replace (``resize_short=256``
+resizes the short side and centre-crops ``size``; without it images are resized to
+``size`` x ``size``; 32 px by default). Gray images get 3 channels; the model's data preprocessor
+normalizes. Features (``frozen``, ``knn``) are extracted batch by batch
+(``--num-workers`` loaders) and only they are held in memory; ``finetune`` holds the
+labelled subset's uint8 images. No augmentation is used: features are computed once.
 """
 import argparse
 import json
@@ -39,38 +62,100 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 import sslreg  # noqa: E402,F401  (registers, applies compat)
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from sslreg.evaluation.linear_probe import (extract_features, finetune, label_subset,  # noqa: E402
-                                            pooled, train_linear_classifier)
+from sslreg.evaluation.knn import knn_predict  # noqa: E402
+from sslreg.evaluation.linear_probe import (extract_features, feature_extractor,  # noqa: E402
+                                            finetune, label_subset, train_linear_classifier)
 
 IN_MEMORY_DATASETS = ('CIFAR10', 'CIFAR100', 'MNIST', 'FashionMNIST')
+MODES = ('frozen', 'finetune', 'knn')
+# The protocol without --protocol-config (the tool's historical defaults).
+DEFAULT_PROTOCOL = dict(
+    name=None, paper=None, dataset=None, mode='frozen', labels='1%',
+    features=dict(type='pooled'), epochs=50, lr=0.05, momentum=0.9, batch_size=256,
+    weight_decay=0.0, warmup_epochs=0, standardize=True, backbone_lr_mult=1.0, seed=0,
+    knn=dict(k=5, metric='cosine', vote='majority', temperature=0.07))
+# command-line flag -> protocol key (a flag given explicitly wins over the protocol config)
+FLAGS = dict(labels='labels', epochs='epochs', lr='lr', momentum='momentum',
+             batch_size='batch_size', weight_decay='weight_decay',
+             backbone_lr_mult='backbone_lr_mult', seed='seed')
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Linear evaluation on a fraction of the labels')
+    p = argparse.ArgumentParser(description='Evaluation protocols: linear / fine-tune / kNN '
+                                'on a fraction of the labels')
     p.add_argument('config', help='the pre-training config')
     p.add_argument('checkpoint', help="its checkpoint, or 'none' for the random init")
-    p.add_argument('--labels', default='1%', help="fraction of the labels: '1%%', '100%%' "
-                   "or a number in (0, 1]")
-    p.add_argument('--finetune', action='store_true', help='train the backbone too')
-    p.add_argument('--epochs', type=int, default=50)
-    p.add_argument('--lr', type=float, default=0.05)
-    p.add_argument('--momentum', type=float, default=0.9)
-    p.add_argument('--batch-size', type=int, default=256)
-    p.add_argument('--weight-decay', type=float, default=0.0)
-    p.add_argument('--backbone-lr-mult', type=float, default=1.0,
-                   help='backbone learning rate / classifier learning rate (--finetune)')
-    p.add_argument('--seed', type=int, default=0, help='label subset and classifier seed')
+    p.add_argument('--protocol-config', help='a configs/eval/*.py protocol (plain Python: '
+                   'protocol = dict(...), optionally linear_eval = dict(...))')
+    p.add_argument('--protocol-options', nargs='+', action=DictAction,
+                   help='override the protocol config, e.g. protocol.knn.k=20 '
+                   'linear_eval.val.indices=64')
+    p.add_argument('--labels', help="fraction of the labels: '1%%', '10%%', '100%%' "
+                   "or a number in (0, 1] (default: the protocol's, else 1%%)")
+    p.add_argument('--finetune', action='store_true', help="train the backbone too "
+                   "(mode='finetune')")
+    p.add_argument('--epochs', type=int)
+    p.add_argument('--lr', type=float)
+    p.add_argument('--momentum', type=float)
+    p.add_argument('--batch-size', type=int)
+    p.add_argument('--weight-decay', type=float)
+    p.add_argument('--backbone-lr-mult', type=float,
+                   help='backbone learning rate / classifier learning rate (finetune)')
+    p.add_argument('--seed', type=int, help='label subset and classifier seed (default 0)')
+    p.add_argument('--num-workers', type=int, default=0, help='data loader workers')
     p.add_argument('--work-dir', help='where the JSON goes (default: next to the checkpoint)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override the pre-training config')
     return p.parse_args(argv)
 
 
-def parse_fraction(text: str) -> float:
+def parse_fraction(text) -> float:
     text = str(text).strip()
     value = float(text[:-1]) / 100 if text.endswith('%') else float(text)
     if not 0 < value <= 1:
-        raise SystemExit(f'--labels must be in (0, 1] or (0%, 100%], got {text}')
+        raise SystemExit(f'labels must be in (0, 1] or (0%, 100%], got {text}')
     return value
+
+
+def load_protocol(path=None, options=None):
+    """``(protocol, linear_eval)`` of a protocol config: ``protocol`` completed with
+    :data:`DEFAULT_PROTOCOL` (unknown keys are an error), ``linear_eval`` the data
+    override (``{}`` if none)."""
+    protocol, data = {}, {}
+    if path:
+        pcfg = Config.fromfile(path)
+        if options:
+            pcfg.merge_from_dict(options)
+        protocol = _plain(pcfg.get('protocol') or {})
+        data = _plain(pcfg.get('linear_eval') or {})
+        if not protocol:
+            raise SystemExit(f'{path} has no protocol = dict(...)')
+    elif options:
+        raise SystemExit('--protocol-options needs --protocol-config')
+    unknown = sorted(set(protocol) - set(DEFAULT_PROTOCOL))
+    if unknown:
+        raise SystemExit(f'unknown protocol keys {unknown}; known: {sorted(DEFAULT_PROTOCOL)}')
+    out = dict(DEFAULT_PROTOCOL, **protocol)
+    out['knn'] = dict(DEFAULT_PROTOCOL['knn'], **(protocol.get('knn') or {}))
+    if out['mode'] not in MODES:
+        raise SystemExit(f"protocol mode must be one of {MODES}, got {out['mode']!r}")
+    return out, data
+
+
+def resolve_protocol(args):
+    """The protocol of a run: defaults < ``--protocol-config`` < explicit flags."""
+    protocol, data = load_protocol(args.protocol_config, args.protocol_options)
+    for flag, key in FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            protocol[key] = value
+    if args.finetune:
+        protocol['mode'] = 'finetune'
+    return protocol, data
+
+
+def _plain(node):
+    return node.to_dict() if hasattr(node, 'to_dict') else dict(node)
 
 
 # --------------------------------------------------------------------------- model
@@ -162,42 +247,104 @@ class _ThreeChannels:
         return results
 
 
-def eval_datasets(cfg):
-    """(train, val) dataset configs and the image size."""
-    spec = cfg.get('linear_eval')
-    if spec:
-        return dict(spec['train']), dict(spec['val']), int(spec.get('size', 32))
+def eval_datasets(cfg, override=None):
+    """(train, val) dataset configs, the image size and the short side to resize to
+    first (``None``: resize straight to ``size``).
+
+    CONFIG's ``linear_eval`` (or, for a split it does not name, the pre-training dataset
+    with that split), then the protocol's ``override``: ``size`` / ``resize_short``
+    replace; a ``train`` / ``val`` dict with a ``type`` replaces that dataset, one without
+    (e.g. ``dict(indices=64)``) updates it key by key."""
+    override = _plain(override or {})
+    unknown = sorted(set(override) - {'train', 'val', 'size', 'resize_short'})
+    if unknown:
+        raise SystemExit(f'linear_eval takes train, val, size, resize_short; got {unknown}')
+    spec = dict(_plain(cfg.get('linear_eval') or {}))
+    spec.update({k: override[k] for k in ('size', 'resize_short') if k in override})
+    datasets = []
+    for split in ('train', 'val'):
+        patch = _plain(override.get(split) or {})
+        if 'type' in patch:
+            datasets.append(patch)
+            continue
+        base = _plain(spec[split]) if split in spec else _pretraining_split(cfg, split)
+        datasets.append(dict(base, **patch))
+    return datasets[0], datasets[1], int(spec.get('size', 32)), spec.get('resize_short')
+
+
+def _pretraining_split(cfg, split):
+    """The pre-training dataset with ``split='train'``, or ``'val'`` (ImageNet layouts) /
+    ``'test'`` (CIFAR, MNIST) for ``split='val'``."""
     base = cfg.train_dataloader.dataset.to_dict()
     base.pop('pipeline', None)
     if 'split' not in base:
         raise SystemExit('the config has no linear_eval = dict(train=..., val=..., size=...) '
                          'and its dataset has no split to switch; add linear_eval')
-    val_split = 'test' if base['type'] in IN_MEMORY_DATASETS else 'val'
-    return dict(base, split='train'), dict(base, split=val_split), 32
+    if split == 'val':
+        split = 'test' if base['type'] in IN_MEMORY_DATASETS else 'val'
+    return dict(base, split=split)
 
 
-def load_images(dataset_cfg, size):
-    """uint8 images ``(N, 3, size, size)`` and labels of a dataset."""
+def build_eval_dataset(dataset_cfg, size, resize_short=None):
+    """The dataset with the evaluation pipeline: load if needed, gray -> 3 channels,
+    resize (``size`` x ``size``, or the short side to ``resize_short`` then a centre
+    crop of ``size``), pack."""
     from mmengine.registry import DATASETS
     dataset_cfg = dict(dataset_cfg)
     dataset_cfg.pop('pipeline', None)
-    dataset_cfg['pipeline'] = [
-        _LoadIfNeeded(), _ThreeChannels(),
-        dict(type='Resize', scale=(size, size), backend='pillow'),
-        dict(type='PackInputs')]
-    dataset = DATASETS.build(dataset_cfg)
-    images, labels = [], []
-    for i in range(len(dataset)):
-        item = dataset[i]
-        images.append(item['inputs'])
-        labels.append(int(item['data_samples'].gt_label.reshape(-1)[0]))
-    return torch.stack(images), torch.tensor(labels)
+    if resize_short:
+        resize = [dict(type='ResizeEdge', scale=int(resize_short), edge='short',
+                       backend='pillow'),
+                  dict(type='CenterCrop', crop_size=size)]
+    else:
+        resize = [dict(type='Resize', scale=(size, size), backend='pillow')]
+    dataset_cfg['pipeline'] = [_LoadIfNeeded(), _ThreeChannels(), *resize,
+                               dict(type='PackInputs')]
+    return DATASETS.build(dataset_cfg)
 
 
-def batches(images, labels, normalize, batch_size=256):
-    for i in range(0, images.shape[0], batch_size):
-        yield dict(inputs=normalize(images[i:i + batch_size]),
-                   data_samples=[dict(gt_label=int(y)) for y in labels[i:i + batch_size]])
+def dataset_labels(dataset) -> torch.Tensor:
+    """The labels of every item, read from the annotations (no image is loaded)."""
+    if hasattr(dataset, 'get_gt_labels'):
+        return torch.as_tensor(np.asarray(dataset.get_gt_labels()).reshape(-1)).long()
+    return torch.tensor([_label(dataset[i]) for i in range(len(dataset))])
+
+
+def _label(item) -> int:
+    return int(item['data_samples'].gt_label.reshape(-1)[0])
+
+
+def _collate(items):
+    return torch.stack([item['inputs'] for item in items]), torch.tensor(
+        [_label(item) for item in items])
+
+
+def image_batches(dataset, indices=None, batch_size=256, num_workers=0):
+    """``(uint8 images (B, 3, s, s), labels (B,))`` of ``dataset[indices]``, in order."""
+    from torch.utils.data import DataLoader, Subset
+    indices = range(len(dataset)) if indices is None else [int(i) for i in indices]
+    yield from DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
+                          num_workers=num_workers, collate_fn=_collate)
+
+
+def load_images(dataset_cfg, size, resize_short=None, indices=None, num_workers=0):
+    """uint8 images ``(N, 3, size, size)`` and labels of a dataset (or of its ``indices``)."""
+    dataset = build_eval_dataset(dataset_cfg, size, resize_short)
+    return stacked(image_batches(dataset, indices, num_workers=num_workers), size)
+
+
+def stacked(pairs, size):
+    """``(images, labels)`` batches concatenated."""
+    pairs = list(pairs)
+    if not pairs:
+        return torch.zeros(0, 3, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
+    return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+
+def normalized(pairs, normalize):
+    """Dataloader-style batches of ``(images, labels)`` pairs, normalized."""
+    for images, labels in pairs:
+        yield dict(inputs=normalize(images), data_samples=[dict(gt_label=int(y)) for y in labels])
 
 
 # --------------------------------------------------------------------------- main
@@ -208,51 +355,76 @@ def run(args):
     from mmengine.registry import init_default_scope
     # init_weights reports every parameter at INFO level; keep warnings only.
     MMLogger.get_instance(f'linear_eval_{time.time_ns()}', log_level='WARNING')
+    protocol, data_override = resolve_protocol(args)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    fraction = parse_fraction(args.labels)
+    fraction = parse_fraction(protocol['labels'])
+    mode, seed = protocol['mode'], int(protocol['seed'])
+    features = feature_extractor(protocol['features'])
     start = time.time()
     backbone, preprocessor, where = build_backbone(cfg, args.checkpoint)
     normalize = normalizer(preprocessor)
-    train_cfg, val_cfg, size = eval_datasets(cfg)
-    train_images, train_labels = load_images(train_cfg, size)
-    val_images, val_labels = load_images(val_cfg, size)
+    train_cfg, val_cfg, size, resize_short = eval_datasets(cfg, data_override)
+    train_set = build_eval_dataset(train_cfg, size, resize_short)
+    val_set = build_eval_dataset(val_cfg, size, resize_short)
+    train_labels, val_labels = dataset_labels(train_set), dataset_labels(val_set)
     num_classes = int(max(train_labels.max(), val_labels.max())) + 1
-    subset = label_subset(train_labels, fraction, args.seed)
-    x, y = train_images[subset], train_labels[subset]
-    protocol = dict(epochs=args.epochs, lr=args.lr, momentum=args.momentum,
-                    batch_size=args.batch_size, weight_decay=args.weight_decay, seed=args.seed)
-    if args.finetune:
-        feat_dim = pooled(backbone(normalize(x[:2]))).shape[1]
+    subset = label_subset(train_labels, fraction, seed)
+    hyper = dict(epochs=protocol['epochs'], lr=protocol['lr'], momentum=protocol['momentum'],
+                 batch_size=protocol['batch_size'], weight_decay=protocol['weight_decay'],
+                 warmup_epochs=protocol['warmup_epochs'], seed=seed)
+    workers = args.num_workers
+    if mode == 'finetune':
+        x, y = stacked(image_batches(train_set, subset, num_workers=workers), size)
+        backbone.eval()  # read the feature width without touching BN statistics
+        with torch.no_grad():
+            feat_dim = features(backbone, normalize(x[:2])).shape[1]
         model = finetune(backbone, num_classes, feat_dim, x, y, normalize,
-                         backbone_lr_mult=args.backbone_lr_mult, **protocol)
+                         backbone_lr_mult=protocol['backbone_lr_mult'], features=features,
+                         **hyper)
         with torch.no_grad():
-            preds = torch.cat([model(b['inputs']).argmax(1)
-                               for b in batches(val_images, val_labels, normalize)])
+            preds = torch.cat([model(b['inputs']).argmax(1) for b in normalized(
+                image_batches(val_set, num_workers=workers), normalize)])
     else:
-        train_x, train_y = extract_features(backbone, batches(x, y, normalize))
-        val_x, val_y = extract_features(backbone, batches(val_images, val_labels, normalize))
-        clf = train_linear_classifier(train_x, train_y, num_classes, **protocol)
-        with torch.no_grad():
-            preds = clf(val_x).argmax(1)
+        train_x, train_y = extract_features(backbone, normalized(
+            image_batches(train_set, subset, num_workers=workers), normalize), features=features)
+        val_x, _ = extract_features(backbone, normalized(
+            image_batches(val_set, num_workers=workers), normalize), features=features)
+        feat_dim = int(train_x.shape[1])
+        if mode == 'knn':
+            preds = knn_predict(train_x, train_y, val_x, num_classes=num_classes,
+                                **protocol['knn'])
+        else:
+            clf = train_linear_classifier(train_x, train_y, num_classes,
+                                          standardize=protocol['standardize'], **hyper)
+            with torch.no_grad():
+                preds = clf(val_x).argmax(1)
     top1 = float((preds == val_labels).float().mean() * 100)
-    mode = 'finetune' if args.finetune else 'frozen'
-    result = dict(config=args.config, checkpoint=args.checkpoint, backbone=where, mode=mode,
-                  label_fraction=fraction, num_labelled=int(subset.numel()),
-                  num_train=int(train_labels.numel()), num_val=int(val_labels.numel()),
-                  top1=top1, seconds=round(time.time() - start, 1), **protocol,
+    settings = (dict(knn=protocol['knn']) if mode == 'knn' else
+                dict(hyper, standardize=protocol['standardize']) if mode == 'frozen' else
+                dict(hyper, backbone_lr_mult=protocol['backbone_lr_mult']))
+    result = dict(config=args.config, checkpoint=args.checkpoint,
+                  protocol_config=args.protocol_config, protocol=protocol['name'],
+                  paper=protocol['paper'], dataset=protocol['dataset'], backbone=where,
+                  mode=mode, features=protocol['features'], label_fraction=fraction,
+                  num_labelled=int(subset.numel()), num_train=int(train_labels.numel()),
+                  num_val=int(val_labels.numel()), feature_dim=feat_dim, size=size,
+                  resize_short=resize_short,
+                  top1=top1, seconds=round(time.time() - start, 1), **settings,
                   subset=subset.tolist())
     work_dir = args.work_dir or (osp.dirname(osp.abspath(args.checkpoint))
                                  if args.checkpoint.lower() != 'none' else '.')
     os.makedirs(work_dir, exist_ok=True)
-    out = osp.join(work_dir, f'linear_eval_{fraction:g}_{mode}.json')
+    stem = protocol['name'] or f'{fraction:g}_{mode}'
+    out = osp.join(work_dir, f'linear_eval_{stem}.json')
     with open(out, 'w') as f:
         json.dump(result, f, indent=1)
-    print(f'linear eval ({mode} {where}, {fraction:.0%} of the labels = {subset.numel()} '
-          f'images, seed {args.seed}): top-1 = {top1:.2f}% on {val_labels.numel()} images '
-          f'-> {out}')
+    what = (f"{protocol['knn']['k']}-NN" if mode == 'knn' else mode)
+    print(f"{protocol['name'] or 'linear eval'} ({what} {where}, {fraction:.0%} of the labels "
+          f'= {subset.numel()} images, seed {seed}): top-1 = {top1:.2f}% on '
+          f'{val_labels.numel()} images -> {out}')
     return result
 
 

@@ -1,6 +1,6 @@
 r"""SidAE: Siamese denoising autoencoder losses.
 
-"Self-Supervised Siamese Autoencoders" (Baier, Korfhage, Hahn, Hofmann; no code
+"Self-Supervised Siamese Autoencoders" (Baier, Mair, Fadel, arXiv:2304.02549; no code
 released). Two augmented ("noisy") views :math:`x_1, x_2` of a clean image :math:`x`
 go through the SimSiam encoder :math:`f` (backbone + 3-layer projector) to
 :math:`z_t = f(x_t)`, the 2-layer predictor :math:`h` gives :math:`p_t = h(z_t)`, and a

@@ -1,0 +1,37 @@
+# MCR's semi-supervised evaluation with 1% of the ImageNet-1k labels ("Self-Supervised
+# Representation Learning with Meta Comprehensive Regularization"; SimCLR / BYOL / Barlow
+# Twins, ResNet-50: configs/mcr/*_in1k.py).
+#
+#   python tools/linear_eval.py configs/mcr/mcr_simclr_r50_1xb256-coslr-200e_in1k.py \
+#       work_dirs/mcr_simclr/epoch_200.pth --protocol-config configs/eval/mcr_semi_1pct.py
+#
+# MCR's own semi-supervised recipe (linear or fine-tuned, epochs, subset list) could not be
+# checked here; SimCLR / BYOL, the usual reference for this protocol, fine-tune the whole
+# network on the label subset. This default (sslreg's choice) is the cheaper, deterministic
+# linear classifier on frozen, average-pooled features of the 1% subset; the fine-tuned
+# form is mcr_semi_1pct_finetune.py.
+# Subset: class-balanced, max(1, round(1% x n_c)) images of each class c, drawn from the
+# seed (SimCLR's fixed ImageNet 1% image list is not used: it is not shipped here).
+# Classifier: 50 epochs, SGD lr 0.05, momentum 0.9, batch 256, no weight decay, cosine,
+# no warm-up, standardized features (sslreg's choices).
+# Digits twin (tests): mcr_semi_1pct_digits.py.
+protocol = dict(
+    name='mcr_semi_1pct',
+    paper='MCR: semi-supervised, 1% of the labels',
+    dataset='ImageNet-1k',
+    mode='frozen',
+    labels='1%',
+    seed=0,
+    features=dict(type='pooled'),
+    epochs=50,
+    warmup_epochs=0,
+    lr=0.05,
+    momentum=0.9,
+    batch_size=256,
+    weight_decay=0.0,
+    standardize=True)
+linear_eval = dict(
+    train=dict(type='ImageNet', data_root='data/imagenet', split='train'),
+    val=dict(type='ImageNet', data_root='data/imagenet', split='val'),
+    size=224,
+    resize_short=256)

@@ -1,0 +1,29 @@
+# SidAE's linear evaluation with all (100%) of the labels ("Self-Supervised Siamese
+# Autoencoders"; ResNet-18 on CIFAR-10 / STL-10 / MNIST / Fashion-MNIST: configs/sidae/*.py).
+# The dataset is the pre-training config's linear_eval (train -> test split).
+#
+#   python tools/linear_eval.py configs/sidae/sidae_r18_cifar10.py \
+#       work_dirs/sidae_r18_cifar10/epoch_200.pth \
+#       --protocol-config configs/eval/sidae_labels_100pct.py
+#
+# A linear classifier on the frozen, average-pooled ResNet-18 features of all the training
+# images and labels, 50 epochs, SGD lr 0.05, momentum 0.9, batch 256, cosine, no warm-up,
+# standardized features (sslreg's choices where the paper is not specific). --finetune (or
+# --protocol-options protocol.mode=finetune) trains the backbone too, the paper's fine-tuning
+# experiments (their SidAE w = 0.125 is a pre-training setting, in configs/sidae).
+# On the digits: configs/sidae/sidae_r18_digits.py with this file as it is.
+protocol = dict(
+    name='sidae_labels_100pct',
+    paper='SidAE: linear evaluation, 100% of the labels',
+    dataset='CIFAR-10 / STL-10 / MNIST / Fashion-MNIST (the pre-training config\'s)',
+    mode='frozen',
+    labels='100%',
+    seed=0,
+    features=dict(type='pooled'),
+    epochs=50,
+    warmup_epochs=0,
+    lr=0.05,
+    momentum=0.9,
+    batch_size=256,
+    weight_decay=0.0,
+    standardize=True)
