@@ -344,11 +344,13 @@ class MCR(BaseModel):
             total = self.lam_warmup_epochs * max_iters / max_epochs
         return it / max(total, 1)
 
-    def mec_lambda_mu(self, z_hat: torch.Tensor):
-        """(lambda, mu) of the MEC losses for this batch (``mec_scale``)."""
+    def mec_lambda_mu(self, z_hat: torch.Tensor, progress: Optional[float] = None):
+        """(lambda, mu) of the MEC losses for this batch (``mec_scale``), at warm-up
+        ``progress`` (None: the Runner's iteration; 1: after the warm-up)."""
         m, d = z_hat.shape
         lam, mu = mec_hparams(m, d, self.eps_sq)
-        lam = mec_lambda_warmup(lam, self._warmup_progress())
+        progress = self._warmup_progress() if progress is None else progress
+        lam = mec_lambda_warmup(lam, progress)
         if self.mec_scale == 'mec_training':
             mu = 1.0 / (m * lam)
         return lam, mu
@@ -411,7 +413,8 @@ class MCR(BaseModel):
     def test_step(self, data):
         return self.algorithm.test_step(data)
 
-    def gradient_shares(self, inputs, data_samples) -> Dict[str, float]:
+    def gradient_shares(self, inputs, data_samples,
+                        progress: Optional[float] = None) -> Dict[str, float]:
         r"""How much the MCR terms pull on the embeddings, relative to the SSL loss.
 
         With :math:`z` the neck's outputs (every view's embedding):
@@ -421,6 +424,9 @@ class MCR(BaseModel):
         \|\nabla_z \mathcal{L}_{ssl}\|` (Frobenius norms; the fused embedding
         :math:`\hat Z` has the width of :math:`z`). A diagnostic: one extra forward and
         backward; no parameter, buffer (BN statistics) or EMA target is changed.
+        ``progress``: MEC's lambda warm-up, as :meth:`mec_lambda_mu` (L_comp's first-order
+        term is constant for unit rows, so its share grows with lambda: 1/8 of it at the
+        start of the warm-up).
         """
         buffers = {n: b.clone() for n, b in self.algorithm.named_buffers()}
         try:
@@ -431,7 +437,7 @@ class MCR(BaseModel):
             h1, h2, z1, z2 = self._views(outputs)
             alpha = self.comp_mod.sample_alpha(h1)
             z_hat = self.comp_mod(h1, h2, z1, z2, alpha)
-            lam, mu = self.mec_lambda_mu(z_hat)
+            lam, mu = self.mec_lambda_mu(z_hat, progress)
             l_mcr = self.lambda1 * mcr_loss(z_hat, [z1, z2], lam, mu, self.order)
             z_fused = self.comp_mod(*(t.detach() for t in (h1, h2, z1, z2)), alpha)
             l_comp = self.lambda2 * comp_loss(z_fused, lam, mu, self.order)
@@ -562,12 +568,14 @@ class MCR(BaseModel):
         return step.log_vars
 
     def _log_gradient_shares(self, inputs, data_samples):
-        shares = self.gradient_shares(inputs, data_samples)
-        print_log(f"MCR gradient shares on the first batch: lambda1*L_mcr {shares['mcr']:.1%} "
-                  f"and lambda2*L_comp {shares['comp']:.1%} of L_ssl's gradient on the "
-                  f'embeddings (lambda1={self.lambda1}, lambda2={self.lambda2}, '
-                  f'mec_scale={self.mec_scale!r})', logger='current')
-        self.first_gradient_shares = shares
+        now = self.gradient_shares(inputs, data_samples)
+        after = self.gradient_shares(inputs, data_samples, progress=1.0)
+        print_log(f"MCR gradient shares on the first batch: lambda1*L_mcr {after['mcr']:.1%} "
+                  f"and lambda2*L_comp {after['comp']:.1%} of L_ssl's gradient on the "
+                  f"embeddings at MEC's full lambda ({now['mcr']:.1%} and {now['comp']:.1%} "
+                  f"at this iteration's warm-up lambda); lambda1={self.lambda1}, "
+                  f'lambda2={self.lambda2}, mec_scale={self.mec_scale!r}', logger='current')
+        self.first_gradient_shares = dict(warmed_up=after, first_iteration=now)
 
     def _check_distributed(self):
         """Several processes need MCRDataParallel: MMEngine's default DDP wrapper would
