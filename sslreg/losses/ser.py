@@ -50,68 +50,11 @@ ranks hold different token counts. All ranks must call it (collective).
 from typing import Sequence, Tuple
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-__all__ = ['all_gather_with_grad', 'patch_nt_xent', 'ser_equivariance_loss', 'flatten_maps',
-           'world_info']
+from .distributed import all_gather_plain, all_gather_with_grad, sum_over_ranks, world_info
 
-
-def world_info(gather: bool) -> Tuple[int, int]:
-    """(world size, rank), (1, 0) without an initialized process group or gather."""
-    if gather and dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
-class _AllGatherWithGrad(torch.autograd.Function):
-    """Concatenation of every rank's rows; backward: all-reduce, keep own slice."""
-
-    @staticmethod
-    def forward(ctx, x, sizes, rank):
-        ctx.sizes, ctx.rank = sizes, rank
-        longest = max(sizes)
-        if x.shape[0] < longest:  # all_gather wants equal shapes: pad, then strip
-            x = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))])
-        parts = [torch.empty_like(x) for _ in sizes]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        start = sum(ctx.sizes[:ctx.rank])
-        return grad[start:start + ctx.sizes[ctx.rank]], None, None
-
-
-def _sizes(n: int, world_size: int, device) -> list:
-    t = torch.tensor([n], dtype=torch.int64, device=device)
-    out = [torch.zeros_like(t) for _ in range(world_size)]
-    dist.all_gather(out, t)
-    return [int(o.item()) for o in out]
-
-
-def all_gather_with_grad(x: torch.Tensor, gather: bool = True) -> Tuple[torch.Tensor, int, int]:
-    """All ranks' ``x`` concatenated along dim 0 (rank order), differentiable.
-
-    Returns ``(gathered, offset, total)``: the offset of this rank's rows in the
-    result and the number of rows. Without a process group: ``(x, 0, len(x))``.
-    """
-    world_size, rank = world_info(gather)
-    if world_size == 1:
-        return x, 0, x.shape[0]
-    sizes = _sizes(x.shape[0], world_size, x.device)
-    return _AllGatherWithGrad.apply(x, sizes, rank), sum(sizes[:rank]), sum(sizes)
-
-
-def _gather_plain(x: torch.Tensor, gather: bool) -> torch.Tensor:
-    world_size, _ = world_info(gather)
-    if world_size == 1:
-        return x
-    with torch.no_grad():
-        return _AllGatherWithGrad.apply(x, _sizes(x.shape[0], world_size, x.device),
-                                        dist.get_rank())
+__all__ = ['patch_nt_xent', 'ser_equivariance_loss', 'flatten_maps']
 
 
 def patch_nt_xent(u: torch.Tensor, v: torch.Tensor, image_ids: torch.Tensor, tau: float,
@@ -137,7 +80,7 @@ def patch_nt_xent(u: torch.Tensor, v: torch.Tensor, image_ids: torch.Tensor, tau
         raise ValueError(f'image_ids must be ({u.shape[0]},), got {tuple(image_ids.shape)}')
     if not tau > 0:
         raise ValueError(f'tau must be > 0, got {tau}')
-    world_size, _ = world_info(gather)
+    world_size, rank = world_info(gather)
     u = F.normalize(u, dim=1)
     v = F.normalize(v, dim=1)
     ids = image_ids.long()
@@ -145,10 +88,10 @@ def patch_nt_xent(u: torch.Tensor, v: torch.Tensor, image_ids: torch.Tensor, tau
         # image labels unique across ranks: shift by the total of lower ranks' labels
         span = torch.tensor([int(ids.max().item()) + 1 if ids.numel() else 0],
                             device=ids.device)
-        spans = _gather_plain(span, gather)
-        ids = ids + spans[:dist.get_rank()].sum()
+        spans = all_gather_plain(span, gather)
+        ids = ids + spans[:rank].sum()
     v_all, offset, _ = all_gather_with_grad(v, gather)
-    ids_all = _gather_plain(ids, gather)
+    ids_all = all_gather_plain(ids, gather)
     logits = u @ v_all.T / tau
     n = u.shape[0]
     pos = torch.arange(n, device=u.device) + offset
@@ -156,8 +99,7 @@ def patch_nt_xent(u: torch.Tensor, v: torch.Tensor, image_ids: torch.Tensor, tau
     same_image[torch.arange(n, device=u.device), pos] = False  # keep the positive
     logits = logits.masked_fill(same_image, float('-inf'))
     total = torch.tensor([float(n)], device=u.device, dtype=torch.float64)
-    if world_size > 1:
-        dist.all_reduce(total)
+    total = sum_over_ranks(total, world_size)  # no grad flows here; a plain all-reduce
     loss_sum = F.cross_entropy(logits, pos, reduction='sum')
     return loss_sum * (world_size / total.item())
 

@@ -104,6 +104,7 @@ from mmengine.registry import MODEL_WRAPPERS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 from torch.func import functional_call
 
+from ..losses.distributed import rank_mean
 from ..losses.mec import comp_loss, mcr_loss, mec_hparams, mec_lambda_warmup
 from .regularized_model import load_architecture_cfg
 
@@ -482,7 +483,7 @@ class MCR(BaseModel):
         l_step1 = l_ssl + lambda1 * l_mcr if lambda1 != 0 else l_ssl
         second_order = unrolled and self.meta_grad == 'second_order'
         g = torch.autograd.grad(l_step1, theta, create_graph=second_order, allow_unused=True)
-        g_mean = _rank_mean([None if gi is None else gi.detach() for gi in g])
+        g_mean = rank_mean([None if gi is None else gi.detach() for gi in g])
 
         # Step 2: grad_xi [L_ssl(theta_xi, phi_xi) + lambda2 L_comp].
         meta = [None] * len(xi)
@@ -496,13 +497,13 @@ class MCR(BaseModel):
                        for p, gi, lr in zip(theta, g_mean, lrs)]
             virtual, _, _ = self._ssl_forward(inputs, data_samples,
                                               params=dict(zip(names, theta_v)))
-            v = _rank_mean(torch.autograd.grad(virtual, theta_v, allow_unused=True))
+            v = rank_mean(torch.autograd.grad(virtual, theta_v, allow_unused=True))
             if second_order:
                 meta = _add(meta, self._vjp_through_step(g, v, lrs, xi))
             else:
                 meta = _add(meta, self._finite_difference(inputs, data_samples, names, theta,
                                                           v, lrs, xi, alpha, lam, mu))
-        meta = _rank_mean(meta) if meta_step else meta
+        meta = rank_mean(meta) if meta_step else meta
         base = g_mean
 
         log_vars = dict(log_vars)
@@ -603,27 +604,6 @@ class MCR(BaseModel):
         lr_of = {id(p): group['lr'] for group in wrapper.optimizer.param_groups
                  for p in group['params']}
         return [float(lr_of.get(id(p), 0.0)) for p in params]
-
-
-def _rank_mean(tensors: Sequence[Optional[torch.Tensor]]) -> List[Optional[torch.Tensor]]:
-    """The mean over ranks of each tensor (None stays None: the same parameters are
-    unused on every rank), in one all-reduce; the tensors themselves when alone."""
-    tensors = list(tensors)
-    world = get_world_size()
-    present = [t for t in tensors if t is not None]
-    if world == 1 or not present:
-        return tensors
-    flat = torch.cat([t.detach().reshape(-1) for t in present])
-    torch_dist.all_reduce(flat)
-    flat /= world
-    out, offset = [], 0
-    for t in tensors:
-        if t is None:
-            out.append(None)
-            continue
-        out.append(flat[offset:offset + t.numel()].view_as(t))
-        offset += t.numel()
-    return out
 
 
 @MODEL_WRAPPERS.register_module()

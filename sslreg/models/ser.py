@@ -84,7 +84,8 @@ from mmpretrain.models.utils import CosineEMA
 from torch import nn
 
 from .. import geometry as G
-from ..losses.ser import flatten_maps, ser_equivariance_loss, world_info
+from ..losses.distributed import world_info
+from ..losses.ser import flatten_maps, ser_equivariance_loss
 
 __all__ = ['SERMixin', 'SERProjector', 'SERMoCoV3', 'SERBarlowTwins', 'SERDINO']
 
