@@ -93,8 +93,11 @@ def test_gradients_reach_blocks_and_regularizers(kind, small_data, tmp_path, mon
     block_grads = [g for n, g in grads.items() if n.startswith(block_prefix) and g is not None]
     assert block_grads and any(g.abs().sum() > 0 for g in block_grads)
     key = block.replace('.', '__')
-    reg_grads = [g for n, g in grads.items()
-                 if n.startswith(f'regularizers.{sim_name}.') and f'.{key}.' in n]
+    # every trainable reconstructor parameter of the block (H1 is a fixed random
+    # projection under the paper preset: frozen, so not among them)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    reg_grads = [g for n, g in grads.items() if n in trainable
+                 and n.startswith(f'regularizers.{sim_name}.') and f'.{key}.' in n]
     assert reg_grads and all(g is not None and g.abs().sum() > 0 for g in reg_grads)
 
     # VCReg (fast) changes the block's gradient of the whole loss

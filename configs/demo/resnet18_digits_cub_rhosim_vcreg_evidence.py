@@ -4,6 +4,7 @@
 _base_ = ['./resnet18_digits_cub_rhosim_vcreg.py']
 
 custom_hooks = [
+    dict(type='RegularizerHook'),  # logs VCReg's gradient share once (after iteration 1)
     dict(type='GradNormHook'),
     dict(type='LayerFeatureHook',
          layers=['backbone.layer1', 'backbone.layer2', 'backbone.layer3', 'backbone.layer4',

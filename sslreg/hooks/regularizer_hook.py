@@ -5,7 +5,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS, MODELS
 
-from ..regularizers import Regularizer, find_regularizers, merge_terms, pop_terms
+from ..regularizers import Regularizer, VCReg, find_regularizers, merge_terms, pop_terms
+from ..regularizers.vcreg import grad_share_report
 
 SCHEDULES = ('constant', 'linear')
 
@@ -29,6 +30,11 @@ class RegularizerHook(Hook):
             (a ``RegularizedModel``'s too, so a hook with no regularizers of its own can
             schedule the wrapper's).
         warmup_iters: length of the linear warm-up.
+
+    After the first training iteration it logs, once, the gradient share of its own VCRegs
+    (a ``RegularizedModel`` logs those it holds, necks included):
+    ``||VCReg gradient|| / ||gradient from downstream||`` at the regularized tensors
+    (:attr:`sslreg.regularizers.VCReg.last_grad_share`).
     """
 
     priority = 'NORMAL'
@@ -45,6 +51,8 @@ class RegularizerHook(Hook):
         self._collected: Dict[str, Regularizer] = {}
         self._scheduled = []
         self._handles = []
+        self._share_sources: Dict[str, VCReg] = {}
+        self._share_logged = False
 
     def before_train(self, runner):
         from ..models import RegularizedModel
@@ -62,6 +70,10 @@ class RegularizerHook(Hook):
             reg.attach(target)
             self.regularizers[name] = reg
         in_model = find_regularizers(model)  # the wrapper's own and necks
+        # its own VCRegs (a RegularizedModel logs those it holds itself)
+        self._share_sources = {name: reg for name, reg in self.regularizers.items()
+                               if isinstance(reg, VCReg)}
+        self._share_logged = False
         self._scheduled = list(self.regularizers.values()) + list(in_model.values())
         if not self._scheduled:
             raise ValueError('RegularizerHook has nothing to do: no regularizers given and '
@@ -97,6 +109,14 @@ class RegularizerHook(Hook):
         for reg in self._collected.values():
             reg.active = False
         return merge_terms(output, pop_terms(self._collected))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self._share_logged or not self._share_sources:
+            return
+        self._share_logged = True
+        report = grad_share_report(self._share_sources)
+        if report:
+            runner.logger.info(report)
 
     def after_train(self, runner):
         for handle in self._handles:

@@ -3,7 +3,7 @@
 A neck cannot return losses: it records them, and ``RegularizedModel`` or
 ``RegularizerHook`` (either one) puts them in the loss dict as ``loss_<name>``.
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 from mmengine.registry import MODELS
@@ -26,15 +26,40 @@ class VCRegNeck(VCReg):
 
     Fast mode (default) needs no collector for its gradient; its logged value and the
     explicit form's loss need ``RegularizedModel`` or ``RegularizerHook``.
+
+    All of :class:`~sslreg.regularizers.VCReg`'s options pass through ``**vcreg``
+    (``alpha``, ``beta``, ``cov_scale``, ``demean``, ...). ``demean=True`` (the paper's
+    mean removal layer before VCReg) keeps a running mean per tensor for evaluation, as
+    a buffer of this neck (``running_mean``; ``running_mean__out<k>`` for the k-th
+    tensor of a tuple), so it is part of the architecture and of a stripped
+    checkpoint; its widths are declared like FPN's.
+
+    Args:
+        neck: optional inner neck applied first.
+        name: loss key suffix (``loss_<name>``, ``<name>_value``).
+        in_channels: channels of the tensor(s) leaving the inner neck; required with
+            ``demean=True`` (an int, or one int per tensor of a tuple output).
     """
 
-    def __init__(self, neck: Optional[dict] = None, name: str = 'vcreg_neck', **vcreg):
+    def __init__(self, neck: Optional[dict] = None, name: str = 'vcreg_neck',
+                 in_channels: Optional[Union[int, Sequence[int]]] = None, **vcreg):
         super().__init__(layers=None, **vcreg)
         self.name = name
         self.neck = _build(neck)
+        if self.demean:
+            if in_channels is None:
+                raise ValueError("VCRegNeck(demean=True) needs in_channels (the channels of "
+                                 "the tensor(s) it receives, e.g. 2048 after ResNet-50's "
+                                 "GlobalAveragePooling) to create its running mean(s)")
+            widths = [in_channels] if isinstance(in_channels, int) else list(in_channels)
+            for k, width in enumerate(widths):
+                self._add_running_mean('', k, width)
+        self.in_channels = in_channels
 
     def forward(self, inputs):
         x = self.neck(inputs) if self.neck is not None else inputs
+        if self.demean:
+            return self.process('', x, self.training, True)
         return map_tensors(x, self.regularize)
 
 

@@ -4,11 +4,13 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..regularizers import collecting, find_regularizers, merge_terms, pop_terms, probing
+from ..regularizers import VCReg, collecting, find_regularizers, merge_terms, pop_terms, probing
+from ..regularizers.vcreg import grad_share_report
 
 
 def load_architecture_cfg(architecture: dict, data_preprocessor: Optional[dict]) -> dict:
@@ -100,9 +102,22 @@ class RegularizedModel(BaseModel):
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
         if mode != 'loss':
             return self.architecture(inputs, data_samples, mode=mode)
+        self._log_grad_share_once()
         with collecting(self._named.values()):
             losses = self.architecture(inputs, data_samples, mode='loss')
         return merge_terms(losses, pop_terms(self._named))
+
+    def _log_grad_share_once(self):
+        """At the second training forward, the first backward has run: log the VCReg
+        gradient share of the regularizers held here, once."""
+        if getattr(self, '_share_logged', False):
+            return
+        vcregs = {n: r for n, r in self._named.items() if isinstance(r, VCReg)}
+        report = grad_share_report(vcregs) if vcregs else None
+        if report or not vcregs:
+            self._share_logged = True
+        if report:
+            print_log(report, logger='current')
 
     def val_step(self, data):
         return self.architecture.val_step(data)

@@ -1,9 +1,10 @@
 """VCReg as a regularizer on tapped layers (math: :mod:`sslreg.losses.vcreg`)."""
-from typing import Optional
+import math
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..losses.vcreg import vcreg_fast, vcreg_loss
+from ..losses.vcreg import COV_SCALES, batch_demean, vcreg_fast, vcreg_loss
 from .base import Regularizer, channel_dim_for
 
 MODES = ('fast', 'explicit')
@@ -12,46 +13,168 @@ MODES = ('fast', 'explicit')
 def map_tensors(output, fn):
     """Apply ``fn`` to the output tensor, or to each >=2-D tensor of a tuple/list
     (multi-level features); other items pass through."""
+    return map_tensors_indexed(output, lambda _, t: fn(t))
+
+
+def map_tensors_indexed(output, fn):
+    """As :func:`map_tensors`, with ``fn(k, tensor)``: ``k`` counts the regularized
+    tensors (0 for a single tensor output)."""
     if torch.is_tensor(output):
-        return fn(output)
+        return fn(0, output)
     if isinstance(output, (tuple, list)):
-        return type(output)(fn(t) if torch.is_tensor(t) and t.dim() >= 2 else t for t in output)
+        out, k = [], 0
+        for t in output:
+            if torch.is_tensor(t) and t.dim() >= 2:
+                t, k = fn(k, t), k + 1
+            out.append(t)
+        return type(output)(out)
     raise TypeError(f'VCReg: cannot regularize a {type(output).__name__} output')
 
 
+def _regularized_shapes(output) -> List[torch.Size]:
+    shapes = []
+    map_tensors_indexed(output, lambda k, t: shapes.append(t.shape) or t)
+    return shapes
+
+
+class _GradCapture(torch.autograd.Function):
+    """Identity; backward puts the gradient it passes on into ``cell`` (explicit mode:
+    the gradient of the VCReg loss alone, when only the loss reads this view)."""
+
+    @staticmethod
+    def forward(ctx, x, cell):
+        ctx.cell = cell
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.cell.append(grad)
+        return grad, None
+
+
 class VCReg(Regularizer):
-    """Variance-covariance regularization of the outputs of the tapped layers.
+    r"""Variance-covariance regularization of the outputs of the tapped layers.
+
+    Zhu et al., "Variance-Covariance Regularization Improves Representation Learning"
+    (arXiv:2306.13292); the math, Eq. 2, Algorithm 1 and their difference are in
+    :mod:`sslreg.losses.vcreg`. Every axis but the channel axis is a sample (batch x
+    spatial positions / tokens), the covariance is the unbiased one (``1/(n-1)``), the
+    std is :math:`\sqrt{C_{ii} + \epsilon}`.
 
     ``mode='fast'`` (default) leaves the forward untouched and adds the gradient of
     the loss in backward (:func:`vcreg_fast`); its value is logged as ``<name>_value``
     and not summed into the loss. ``mode='explicit'`` adds ``loss_<name>``. Per-block
     losses are summed over blocks and calls; ``loss_weight`` multiplies alpha and beta.
 
+    The paper's ambiguities, as options:
+
+    * ``cov_scale``: ``'eq2'`` (default) is Eq. 2; ``'algorithm1'`` is what the
+      paper's Algorithm 1 (App. B, the implementation its experiments use)
+      computes: the covariance gradient without the ``1/(n-1)`` of
+      :math:`\partial C/\partial z`, i.e. the gradient of Eq. 2 with ``beta``
+      times ``n - 1`` (``n`` samples, global under ``sync``). The paper's alpha/beta
+      grids were tuned under Algorithm 1; take them with ``'algorithm1'``. Both modes
+      give the same gradient for either value. Algorithm 1 computes per-device
+      statistics; with ``sync=True`` its factor is the global ``N - 1`` and, after
+      DDP's averaging, the covariance gradient is about ``world_size`` times the
+      per-device Algorithm 1's: use ``sync=False`` to reproduce the paper's scale.
+    * ``demean``: App. A puts "a mean removal layer along the batch preceding the
+      VCReg layer", Algorithm 1 "a batch demean operation before calling the
+      function". ``demean=True`` makes the tapped output, in training, ``x - mean``
+      (mean over the sample axes, per channel, :func:`batch_demean`; the global mean
+      of all ranks with ``sync=True``), and that demeaned tensor goes on to the rest
+      of the network *and* is what VCReg regularizes: the forward changes, as with a
+      layer inserted after each tapped block. **Evaluation** (the paper is silent):
+      the layer subtracts a running mean, updated in training as BatchNorm's
+      (``running = (1 - m) running + m * batch_mean``, ``m = demean_momentum``,
+      default 0.1, also when the regularizer is not collecting), because layers
+      downstream were trained on zero-mean inputs: subtracting nothing at eval would
+      shift every following layer's input by the mean the network learned to do
+      without. The running means are buffers (``running_mean__<layer>``), so they are
+      saved in checkpoints and broadcast by DDP like BN's. Train/eval follows the
+      tapped module's ``training`` flag (the neck's own for :class:`VCRegNeck`).
+      Because it has state, a tap-based ``demean=True`` needs the model wrapper
+      (``RegularizedModel``: one probe forward gives the widths); ``RegularizerHook``
+      refuses it. Note that the demean is then part of the trained network:
+      ``tools/strip_regularizers.py`` would drop it with the regularizer (use
+      :class:`VCRegNeck`, part of the architecture, to keep it in a plain checkpoint).
+    * ``delta`` (smooth-L1 on the covariance, Sec. 3.2, "for intermediate layers"):
+      the paper gives no value for its threshold; ``None`` (squares) is the default,
+      a value is a choice of the user.
+
+    **Gradient share.** After each backward, :attr:`last_grad_share` is
+    :math:`\sqrt{\sum_t \|g_{v,t}\|_F^2} / \sqrt{\sum_t \|g_{y,t}\|_F^2}` over the
+    tensors ``t`` this regularizer touched in the step: ``g_v`` the gradient VCReg adds
+    at ``t``, ``g_y`` the gradient reaching ``t`` from the rest of the objective (the
+    task loss, other regularizers, and VCReg terms of later layers back-propagated to
+    ``t``). Because ``g_y`` at a block includes the VCReg gradients of the blocks after
+    it, a strong VCReg on many blocks raises ``g_y`` too, and the summed share then
+    understates how much of the gradient VCReg makes up; :attr:`last_grad_shares` gives
+    the share per tensor, the first (most downstream) being free of that effect. Fast
+    mode gets both norms in its backward cheaply (a ``d x d`` product, or one pass
+    over the rows when they are few, plus the norm of ``g_y``); explicit mode
+    captures the loss's gradient on a view read only by the loss and the total at the
+    tensor with a tensor hook (task part = total - loss part). With ``sync`` the norms
+    are those of this rank's rows. ``RegularizerHook`` logs it once, after the first
+    training iteration.
+
     Args:
         layers: module paths/globs to regularize (their outputs).
         alpha, beta, eps, delta: as in :func:`vcreg_loss` (delta: smooth-L1 on the
-            covariance, None for squares).
+            covariance, None for squares; the paper gives no delta).
         mode: 'fast' or 'explicit'.
         channel_dim: None picks 1 for 4-D/2-D maps and -1 for (N, L, C) tokens
             (:func:`channel_dim_for`).
-        sync: statistics over all DDP ranks.
+        sync: statistics over all DDP ranks (and the demean's mean).
         sample_ratio: fast mode only: estimate the statistics from this fraction of
             the positions (see :func:`vcreg_fast`); 1 = exact (default).
+        loss_weight, input_index: see :class:`Regularizer`.
+        cov_scale: 'eq2' (default) or 'algorithm1' (above).
+        demean: put the paper's batch-mean removal before VCReg (above).
+        demean_momentum: running-mean momentum of the demean layer, in (0, 1].
     """
 
     def __init__(self, layers=None, alpha: float = 1.0, beta: float = 1.0, eps: float = 1e-4,
                  delta: Optional[float] = None, mode: str = 'fast',
                  channel_dim: Optional[int] = None, sync: bool = False,
-                 sample_ratio: float = 1.0, loss_weight: float = 1.0, input_index: int = 0):
+                 sample_ratio: float = 1.0, loss_weight: float = 1.0, input_index: int = 0,
+                 cov_scale: str = 'eq2', demean: bool = False, demean_momentum: float = 0.1):
         super().__init__(layers, loss_weight, input_index)
         if mode not in MODES:
             raise ValueError(f"VCReg mode must be one of {MODES}, got {mode!r}")
         if not 0 < sample_ratio <= 1 or (mode == 'explicit' and sample_ratio != 1):
             raise ValueError(f"VCReg sample_ratio must be in (0, 1] and is for mode='fast' "
                              f"only; got sample_ratio={sample_ratio}, mode={mode!r}")
+        if cov_scale not in COV_SCALES:
+            raise ValueError(
+                f"VCReg cov_scale must be one of {', '.join(repr(c) for c in COV_SCALES)} "
+                f"('eq2': the paper's Eq. 2; 'algorithm1': its Algorithm 1, beta times n-1), "
+                f"got {cov_scale!r}")
+        if not 0 < demean_momentum <= 1:
+            raise ValueError(f'VCReg demean_momentum must be in (0, 1], got {demean_momentum}')
         self.sample_ratio = sample_ratio
         self.alpha, self.beta, self.eps, self.delta = alpha, beta, eps, delta
         self.mode, self.channel_dim, self.sync = mode, channel_dim, sync
+        self.cov_scale = cov_scale
+        self.demean, self.demean_momentum = bool(demean), float(demean_momentum)
+        # taps need the widths of the running means: one probe forward (RegularizedModel)
+        self.needs_probe = self.demean and layers is not None
+        self._probe_widths = {}
+        self._grad_norms: List[Tuple[torch.Tensor, torch.Tensor]] = []
+        self._grad_norms_last: List[Tuple[torch.Tensor, torch.Tensor]] = []
+
+    # ------------------------------------------------------------------ VCReg itself
+    def _channel_dim_of(self, ndim: int) -> int:
+        return channel_dim_for(ndim) if self.channel_dim is None else self.channel_dim
+
+    def _channel_dim(self, x: torch.Tensor) -> int:
+        return self._channel_dim_of(x.dim())
+
+    def _grad_norm_sink(self) -> list:
+        """The list this step's backward fills; a forward after a backward starts a step."""
+        if self._grad_norms:
+            self._grad_norms_last, self._grad_norms = self._grad_norms, []
+        return self._grad_norms
 
     def regularize(self, x: torch.Tensor) -> torch.Tensor:
         """Apply VCReg to one feature tensor; returns x itself (explicit) or a tensor
@@ -61,12 +184,13 @@ class VCReg(Regularizer):
         fast form's gradient needs no collector, the explicit loss does."""
         if not (self.training and torch.is_grad_enabled() and x.requires_grad):
             return x
-        channel_dim = channel_dim_for(x.dim()) if self.channel_dim is None else self.channel_dim
+        channel_dim = self._channel_dim(x)
         alpha, beta = self.alpha * self.weight, self.beta * self.weight
+        sink = self._grad_norm_sink()
         if self.mode == 'fast':
             stats = [] if self.active else None
             y = vcreg_fast(x, alpha, beta, self.eps, self.delta, channel_dim, self.sync, stats,
-                           self.sample_ratio)
+                           self.sample_ratio, self.cov_scale, sink)
             if stats:
                 self.add_term('value', stats[0])
             return y
@@ -75,9 +199,138 @@ class VCReg(Regularizer):
                 f"{type(self).__name__}(mode='explicit') ran in training but nothing collects "
                 "its loss: wrap the model in RegularizedModel or add "
                 "custom_hooks=[dict(type='RegularizerHook')].")
-        self.add_term('loss', vcreg_loss(x, alpha, beta, self.eps, self.delta, channel_dim,
-                                         self.sync))
+        cell: list = []
+        loss = vcreg_loss(_GradCapture.apply(x, cell), alpha, beta, self.eps, self.delta,
+                          channel_dim, self.sync, self.cov_scale)
+        self.add_term('loss', loss)
+
+        def record(total, cell=cell, sink=sink):
+            # total = rest of the objective + this loss; the loss part came through cell
+            g_v = cell.pop() if cell else torch.zeros_like(total)
+            dtype = torch.float64 if total.dtype == torch.float64 else torch.float32
+            sink.append((torch.linalg.vector_norm(g_v, dtype=dtype).square().detach(),
+                         torch.linalg.vector_norm(total - g_v, dtype=dtype).square().detach()))
+
+        x.register_hook(record)
         return x
+
+    # ------------------------------------------------------------------ gradient share
+    @property
+    def last_grad_norms(self) -> Optional[Tuple[float, float]]:
+        r"""``(||g_v||, ||g_y||)`` of the last backward (Frobenius, summed in squares
+        over the regularized tensors), or None before any backward."""
+        pairs = self._grad_norms or self._grad_norms_last
+        if not pairs:
+            return None
+        vcreg_sq = float(torch.stack([v for v, _ in pairs]).sum())
+        task_sq = float(torch.stack([t for _, t in pairs]).sum())
+        return math.sqrt(vcreg_sq), math.sqrt(task_sq)
+
+    @property
+    def last_grad_share(self) -> Optional[float]:
+        """``||g_v|| / ||g_y||`` of the last backward (class docstring); None before any
+        backward, ``inf`` if no gradient came from downstream."""
+        norms = self.last_grad_norms
+        if norms is None:
+            return None
+        vcreg, task = norms
+        return vcreg / task if task > 0 else math.inf
+
+    @property
+    def last_grad_shares(self) -> List[float]:
+        """Per tensor ``||g_v|| / ||g_y||`` of the last backward, in backward order: the
+        first is the most downstream regularized tensor, whose ``g_y`` holds no VCReg
+        gradient of this regularizer's other tensors (class docstring)."""
+        return [float(v.sqrt() / t.sqrt()) if t > 0 else math.inf
+                for v, t in (self._grad_norms or self._grad_norms_last)]
+
+    @property
+    def last_grad_count(self) -> int:
+        """How many regularized tensors the last backward reported."""
+        return len(self._grad_norms or self._grad_norms_last)
+
+    # ------------------------------------------------------------------ demean layer
+    @staticmethod
+    def _buffer_name(layer: str, k: int) -> str:
+        name = 'running_mean'
+        if layer:
+            name += '__' + layer.replace('.', '__')
+        return name + (f'__out{k}' if k else '')
+
+    def _add_running_mean(self, layer: str, k: int, width: int):
+        self.register_buffer(self._buffer_name(layer, k), torch.zeros(int(width)))
+
+    def _demean(self, layer: str, k: int, x: torch.Tensor, training: bool) -> torch.Tensor:
+        channel_dim = self._channel_dim(x)
+        name = self._buffer_name(layer, k)
+        running = getattr(self, name, None)
+        where = f'layer {layer!r}' if layer else 'the neck'
+        if running is None:
+            raise RuntimeError(
+                f'VCReg(demean=True): no running mean for tensor {k} of {where}; it was not '
+                'seen by the probe forward (taps) or not declared in in_channels (VCRegNeck)')
+        width = x.shape[channel_dim]
+        if running.numel() != width:
+            raise ValueError(f'VCReg(demean=True): tensor {k} of {where} has {width} channels '
+                             f'(channel_dim={channel_dim}), its running mean {running.numel()}')
+        if training:
+            y, mean = batch_demean(x, channel_dim, self.sync)
+            with torch.no_grad():
+                running.lerp_(mean.detach().to(running.dtype), self.demean_momentum)
+            return y
+        shape = [1] * x.dim()
+        shape[channel_dim] = width
+        return x - running.to(x.dtype).view(shape)
+
+    def process(self, layer: str, output, training: bool, regularize: bool):
+        """The tapped/neck output after the demean layer (if on) and VCReg (if
+        ``regularize``)."""
+        def fn(k, t):
+            if self.demean:
+                t = self._demean(layer, k, t, training)
+            return self.regularize(t) if regularize else t
+        return map_tensors_indexed(output, fn)
+
+    # ------------------------------------------------------------------ taps
+    def _hook(self, name, module, args, output):
+        if self.probing:
+            if self.demean:
+                self._probe_widths[name] = [shape[self._channel_dim_of(len(shape))]
+                                            for shape in _regularized_shapes(output)]
+            return super()._hook(name, module, args, output)
+        if not self.demean:
+            return super()._hook(name, module, args, output)
+        # the demean layer is part of the network: it acts whether or not VCReg records
+        return self.process(name, output, module.training, self.active)
+
+    def build_from_probe(self):
+        if not self.demean:
+            return
+        for layer in self.layer_names:
+            for k, width in enumerate(self._probe_widths.get(layer, [])):
+                if not hasattr(self, self._buffer_name(layer, k)):
+                    self._add_running_mean(layer, k, width)
 
     def on_block(self, name, block_input, output):
         return map_tensors(output, self.regularize)
+
+
+def grad_share_report(named: Dict[str, 'VCReg']) -> Optional[str]:
+    """One log line on the gradient share of the named VCRegs after a backward, or None
+    when none of them has seen one yet."""
+    parts = []
+    for name, reg in named.items():
+        norms = reg.last_grad_norms
+        if norms is None:
+            parts.append(f'{name}: no VCReg gradient this iteration')
+            continue
+        vcreg, task = norms
+        parts.append(f'{name}: {reg.last_grad_share:.4g} (|g_vcreg|={vcreg:.4g}, '
+                     f'|g_downstream|={task:.4g}, {reg.last_grad_count} tensors; per tensor: '
+                     f'most downstream {reg.last_grad_shares[0]:.4g}, max '
+                     f'{max(reg.last_grad_shares):.4g}; mode={reg.mode}, '
+                     f'cov_scale={reg.cov_scale})')
+    if all(reg.last_grad_norms is None for reg in named.values()):
+        return None
+    return ('VCReg gradient share after the first training iteration, ||g_vcreg|| / '
+            '||g_downstream|| at the regularized outputs: ' + '; '.join(parts))
