@@ -234,6 +234,43 @@ def test_meta_interval_updates_xi_every_kth_step_only():
     assert changed == [True, False, True]
 
 
+def test_views_in_one_call_overrides_the_algorithm_table():
+    """Whether the algorithm runs backbone and neck once on both (interleaved) views is
+    looked up by class name in INTERLEAVED_ALGORITHMS; views_in_one_call overrides the
+    table either way, and a wrong setting fails with a message naming the option."""
+    from mmpretrain.models import SimCLR
+    from sslreg.models.mcr import INTERLEAVED_ALGORITHMS
+
+    class RenamedSimCLR(SimCLR):  # interleaves as SimCLR does, but is not in the table
+        pass
+
+    def around(algorithm_cls, **kwargs):
+        torch.manual_seed(0)
+        algorithm = algorithm_cls(
+            backbone=ToyBackbone(), neck=ToyNeck(),
+            head=dict(type='ContrastiveHead', loss=dict(type='CrossEntropyLoss'),
+                      temperature=0.5))
+        return MCR(algorithm, comp_mod=dict(in_channels=6, out_channels=5), lambda1=0.7,
+                   lambda2=0.3, eps_sq=1.0, lam_warmup_epochs=0, **kwargs).double()
+
+    inputs = toy_batch()
+    assert INTERLEAVED_ALGORITHMS == ('SimCLR', )
+    assert around(SimCLR).views_in_one_call and not around(RenamedSimCLR).views_in_one_call
+    with pytest.raises(RuntimeError, match=r'saw 1 backbone and 1 neck calls.*'
+                                           r'views_in_one_call=True'):
+        around(RenamedSimCLR).bilevel_step(inputs, None, lrs=0.5)
+    with pytest.raises(RuntimeError, match=r'saw 1 backbone and 1 neck calls.*'
+                                           r'views_in_one_call=True'):
+        around(SimCLR, views_in_one_call=False).bilevel_step(inputs, None, lrs=0.5)
+    # True on the renamed class: exactly the step of the table's SimCLR
+    want = around(SimCLR).bilevel_step(inputs, None, lrs=0.5)
+    got = around(RenamedSimCLR, views_in_one_call=True).bilevel_step(inputs, None, lrs=0.5)
+    for a, b in zip([*got.base_grads, *got.meta_grads], [*want.base_grads, *want.meta_grads]):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match='views_in_one_call'):
+        around(SimCLR, views_in_one_call='yes')
+
+
 # --------------------------------------------------------------------------- small ResNet
 
 
@@ -454,7 +491,7 @@ sys.path[:0] = [{tests!r}, {root!r}]
 dist.init_process_group('gloo')
 rank = dist.get_rank()
 from test_mcr import toy_batch, toy_mcr
-from sslreg.models.mcr import MCRDataParallel
+from sslreg.models.ddp import MCRDataParallel
 # SimCLR takes its negatives from every rank (GatherLayer), which couples the ranks'
 # losses; with local negatives each rank's objective depends on its shard only and the
 # reference below is exact. What is under test is MCR's own averaging.

@@ -22,7 +22,8 @@ from sslreg.evaluation import EquivarianceMetric
 from sslreg.evaluation.equivariance import (LOCATIONS, equivariance_scores, sample_transforms,
                                             token_maps)
 from sslreg.models.late_cls_vit import LateClsViT
-from sslreg.models.ser import SERBarlowTwins, SERDINO, SERMoCoV3
+from sslreg.models.ser import SERBarlowTwins, SERMoCoV3
+from sslreg.models.ser_dino import SERDINO
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -43,7 +43,8 @@ quarter turn, a flip, a x1.25 rescale) is the earlier fixed set, still accepted.
 Three ways to use it:
 
 * :func:`equivariance_scores` / :func:`per_sample_scores` on a backbone and a batch;
-* in val/test: an SER algorithm's ``predict`` mode puts per-sample scores in each
+* in val/test: an SER algorithm's ``predict`` mode (:func:`ser_predict`, which the
+  model finds by name in MMEngine's ``FUNCTIONS``) puts per-sample scores in each
   data sample and :class:`EquivarianceMetric` (``val_evaluator=dict(type=
   'EquivarianceMetric')``) averages them (keys ``equivariance/final/<t>``,
   ``equivariance/layer_k/<t>``, ``equivariance/<location>/mean``);
@@ -57,14 +58,14 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
-from mmengine.registry import METRICS
+from mmengine.registry import FUNCTIONS, METRICS
 from torch import nn
 
 from ..geometry import GroupElement, act, sample_element
 
 __all__ = ['DEFAULT_TRANSFORMS', 'LOCATIONS', 'TRANSFORM_FAMILIES', 'sample_transforms',
            'token_map', 'token_maps', 'per_sample_scores', 'equivariance_scores',
-           'EquivarianceMetric']
+           'EquivarianceMetric', 'ser_eval_transforms', 'ser_predict']
 
 #: The earlier fixed transforms (one element each); pass as ``transforms`` to use them.
 DEFAULT_TRANSFORMS: Dict[str, GroupElement] = {
@@ -251,6 +252,34 @@ def equivariance_scores(backbone: nn.Module, x: torch.Tensor,
     """Batch means of :func:`per_sample_scores`."""
     return {k: float(v.mean()) for k, v in
             per_sample_scores(backbone, x, transforms, locations, **kwargs).items()}
+
+
+@FUNCTIONS.register_module(name='ser_eval_transforms')
+def ser_eval_transforms(eval_group: Optional[Mapping] = None) -> Dict[str, List[GroupElement]]:
+    """The elements an SER algorithm is scored on: :func:`sample_transforms` of its
+    ``eval_group`` option (None = the defaults, the views' group)."""
+    return sample_transforms(**dict(eval_group or {}))
+
+
+@FUNCTIONS.register_module(name='ser_equivariance_predict')
+@torch.no_grad()
+def ser_predict(model: nn.Module, inputs, data_samples=None) -> list:
+    """An SER algorithm's ``predict`` mode: :func:`per_sample_scores` of its backbone on
+    ``model.eval_transforms()`` (its patch size and ``resize_mode``), written into each
+    data sample as ``equiv_scores`` metainfo (a new ``DataSample`` where none is given)."""
+    from mmpretrain.structures import DataSample
+    if isinstance(inputs, (list, tuple)):
+        inputs = inputs[0]
+    scores = per_sample_scores(model.backbone, inputs, model.eval_transforms(),
+                               patch_size=model.patch_size, mode=model.ser_cfg['resize_mode'])
+    data_samples = list(data_samples) if data_samples is not None else [None] * inputs.shape[0]
+    out = []
+    for i, ds in enumerate(data_samples):
+        ds = DataSample() if ds is None else ds
+        ds.set_field({k: float(v[i]) for k, v in scores.items()}, 'equiv_scores',
+                     field_type='metainfo')
+        out.append(ds)
+    return out
 
 
 def location_means(scores: Mapping[str, float]) -> Dict[str, float]:

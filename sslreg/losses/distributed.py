@@ -11,6 +11,8 @@ so single-process code calls them unconditionally. Pure torch, like the rest of
 * :func:`sum_over_ranks`: an all-reduce sum whose backward sums the gradients over ranks.
 * :func:`rank_mean`: the mean over ranks of a list of tensors (None stays None), one
   all-reduce.
+* :func:`all_reduce_sum_`: in-place sum over ranks of statistics (no gradient), one
+  all-reduce per tensor.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -18,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ['world_info', 'all_gather_with_grad', 'all_gather_plain', 'sum_over_ranks',
-           'rank_mean']
+           'rank_mean', 'all_reduce_sum_']
 
 
 def world_info(enabled: bool = True) -> Tuple[int, int]:
@@ -127,3 +129,11 @@ def rank_mean(tensors: Sequence[Optional[torch.Tensor]]) -> List[Optional[torch.
         out.append(flat[offset:offset + t.numel()].view_as(t))
         offset += t.numel()
     return out
+
+
+def all_reduce_sum_(*tensors: torch.Tensor, enabled: bool = True) -> None:
+    """Sum each tensor over ranks, in place, one all-reduce each in the order given (running
+    statistics such as DINO's centre: no gradient); nothing alone or when not ``enabled``."""
+    if world_info(enabled)[0] > 1:
+        for t in tensors:
+            dist.all_reduce(t)

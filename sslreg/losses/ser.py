@@ -33,6 +33,13 @@ image are left out, as in the paper), :math:`b(j)` being the image of token
 (the second term maps view 2 onto view 1 with :math:`\rho_{g_{rel}^{-1}}`), and the
 training loss is :math:`\mathcal{L} = \mathcal{L}_{inv} + \lambda \mathcal{L}_{equiv}`.
 
+:func:`ser_token_map_loss` is this objective end to end: the two projected token maps
+and the relative group elements in, :math:`\mathcal{L}_{equiv}` out (it applies
+:math:`\rho_{g_{rel}}`, :math:`\rho_{g_{rel}^{-1}}`, flattens, and calls
+:func:`ser_equivariance_loss`). The action :math:`\rho` is passed in as a callable
+(sslreg's is :func:`sslreg.geometry.act`): :mod:`sslreg.losses` imports nothing of
+sslreg outside itself.
+
 Distributed (``gather=True``)
 -----------------------------
 Candidates (and their image ids) are gathered from every rank by
@@ -47,14 +54,14 @@ ranks' values -- and, since DistributedDataParallel averages gradients, the
 gradient -- equals the single-process loss of the joined batch exactly, even when
 ranks hold different token counts. All ranks must call it (collective).
 """
-from typing import Sequence, Tuple
+from typing import Any, Callable, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .distributed import all_gather_plain, all_gather_with_grad, sum_over_ranks, world_info
 
-__all__ = ['patch_nt_xent', 'ser_equivariance_loss', 'flatten_maps']
+__all__ = ['patch_nt_xent', 'ser_equivariance_loss', 'ser_token_map_loss', 'flatten_maps']
 
 
 def patch_nt_xent(u: torch.Tensor, v: torch.Tensor, image_ids: torch.Tensor, tau: float,
@@ -128,3 +135,37 @@ def flatten_maps(maps: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tens
         ids.append(torch.full((r.shape[0],), b, dtype=torch.long, device=m.device))
     return torch.cat(rows), torch.cat(ids)
 
+
+
+def ser_token_map_loss(p1: Sequence[torch.Tensor], p2: Sequence[torch.Tensor],
+                       g_rel: Sequence[Any], act: Callable[..., torch.Tensor],
+                       inverse: Callable[[Any], Any], tau: float,
+                       gather: bool = False) -> torch.Tensor:
+    r""":math:`\mathcal{L}_{equiv}` of the projected token maps of the two views.
+
+    Args:
+        p1, p2: per-image :math:`P(z_1)`, :math:`P(z_2)`, ``(D, h, w)`` maps (sizes may
+            differ between images and between the views).
+        g_rel: per-image :math:`g_{rel} = g_2 g_1^{-1}` (``x_2 = g_rel . x_1``); opaque
+            here, only ``act`` and ``inverse`` look inside.
+        act: ``act(m, g, out_size=(h, w))`` = :math:`\rho_g m`, resampled onto
+            ``out_size`` (the other view's lattice), e.g.
+            ``functools.partial(sslreg.geometry.act, mode='bilinear')``.
+        inverse: ``g -> g^{-1}``, e.g. :func:`sslreg.geometry.inverse`.
+        tau, gather: as :func:`patch_nt_xent`.
+
+    Anchors :math:`u^{1\to2} = \rho_{g_{rel}} P(z_1)` on view 2's lattice against
+    :math:`v^2 = P(z_2)`, and :math:`u^{2\to1} = \rho_{g_{rel}^{-1}} P(z_2)` against
+    :math:`v^1 = P(z_1)` (module docstring).
+    """
+    if not len(p1) == len(p2) == len(g_rel):
+        raise ValueError(f'{len(p1)} and {len(p2)} maps but {len(g_rel)} group elements')
+    u12, u21 = [], []
+    for a, b, g in zip(p1, p2, g_rel):
+        u12.append(act(a, g, out_size=b.shape[-2:]))
+        u21.append(act(b, inverse(g), out_size=a.shape[-2:]))
+    u12, ids2 = flatten_maps(u12)
+    v2, _ = flatten_maps(p2)
+    u21, ids1 = flatten_maps(u21)
+    v1, _ = flatten_maps(p1)
+    return ser_equivariance_loss(u12, v2, ids2, u21, v1, ids1, tau, gather=gather)

@@ -2,14 +2,17 @@
 from mmengine.registry import MODELS
 
 from ..regularizers import SIM, RhoSIM, VCReg
-from .ddp import CPUDistributedDataParallel
-from .mcr import MCR, MCRDataParallel
+from .comp_mod import CompMod
+from .ddp import CPUDistributedDataParallel, MCRDataParallel
+from .mcr import MCR
+from .mcr_optim import MCROptimWrapperConstructor
 from .late_cls_vit import LateClsViT
 from .necks import SIMNeck, VCRegNeck
 from .pyramid_neck import SimplePyramidNeck
 from .regularized_model import RegularizedModel
 from .sidae import SidAE
-from .ser import SERBarlowTwins, SERDINO, SERMoCoV3
+from .ser import SERBarlowTwins, SERMoCoV3
+from .ser_dino import SERDINO
 from .transfer_vit import TransferViT
 
 # The torch-only regularizers, by name, for `regularizers=dict(x=dict(type='RhoSIM'))`.

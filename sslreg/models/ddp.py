@@ -1,6 +1,11 @@
-"""A DDP wrapper that also works on CPU (gloo)."""
+"""Data-parallel wrappers: a DDP that also works on CPU (gloo), and MCR's own."""
+import torch
+import torch.distributed as torch_dist
 from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
 from mmengine.registry import MODEL_WRAPPERS
+from torch import nn
+
+from .mcr import MCR
 
 
 @MODEL_WRAPPERS.register_module()
@@ -24,3 +29,39 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
             kwargs.pop('output_device', None)
             module = revert_sync_batchnorm(module)
         super().__init__(module, detect_anomalous_params=detect_anomalous_params, **kwargs)
+
+
+@MODEL_WRAPPERS.register_module()
+class MCRDataParallel(nn.Module):
+    """Data parallelism for :class:`~sslreg.models.mcr.MCR`
+    (``model_wrapper_cfg=dict(type='MCRDataParallel')``).
+
+    Rank 0's parameters and buffers are broadcast once; from then on every rank applies
+    the same averaged gradients (MCR's :meth:`~sslreg.models.mcr.MCR.train_step` averages
+    them), so the replicas stay equal without DDP's reducer, which cannot see gradients
+    taken with ``torch.autograd.grad``. SyncBN layers are reverted to per-rank BN
+    (SyncBN's backward is not twice differentiable, and not available on CPU).
+    """
+
+    def __init__(self, module: MCR, **kwargs):
+        super().__init__()
+        if not isinstance(module, MCR):
+            raise TypeError(f'MCRDataParallel wraps an MCR model, got {type(module).__name__}')
+        self.module = revert_sync_batchnorm(module)
+        self.module._mcr_data_parallel = True
+        if torch_dist.is_available() and torch_dist.is_initialized():
+            with torch.no_grad():
+                for tensor in [*self.module.parameters(), *self.module.buffers()]:
+                    torch_dist.broadcast(tensor, src=0)
+
+    def train_step(self, data, optim_wrapper):
+        return self.module.train_step(data, optim_wrapper)
+
+    def val_step(self, data):
+        return self.module.val_step(data)
+
+    def test_step(self, data):
+        return self.module.test_step(data)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)

@@ -1,4 +1,5 @@
-r"""SER on three SSL algorithms: ``SERMoCoV3``, ``SERBarlowTwins``, ``SERDINO``.
+r"""SER on SSL algorithms: ``SERMoCoV3``, ``SERBarlowTwins`` here, ``SERDINO`` in
+:mod:`sslreg.models.ser_dino`; the shared machinery is :class:`SERMixin`.
 
 Soft Equivariance Regularization (Lee, Kim, Kim, Lee, Lee, ICLR 2026,
 arXiv:2603.06693; authors' code github.com/aitrics-chris/SER). The base method's
@@ -68,28 +69,30 @@ resampling             bilinear          the issue; the released code uses bicub
                        seed 0, the       sampled, with a fixed seed, from the group the views
                        views' group      use (GeometricGroupViews' defaults)
 =====================  ================  =====================================================
+
+The equivariance score of ``predict`` (val / test) is computed by
+:mod:`sslreg.evaluation.equivariance` (``ser_equivariance_predict``,
+``ser_eval_transforms``), found by name in MMEngine's ``FUNCTIONS`` registry: models do
+not import evaluation; ``import sslreg`` registers both.
 """
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from functools import partial
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-from mmengine.logging import MessageHub
-from mmengine.registry import MODELS
+from mmengine.registry import FUNCTIONS, MODELS
 from mmpretrain.models.selfsup.barlowtwins import BarlowTwins
-from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.models.selfsup.mocov3 import MoCoV3
-from mmpretrain.models.utils import CosineEMA
 from torch import nn
 
 from .. import geometry as G
-from ..losses.distributed import world_info
-from ..losses.ser import flatten_maps, ser_equivariance_loss
+from ..losses.ser import ser_token_map_loss
 
-__all__ = ['SERMixin', 'SERProjector', 'SERMoCoV3', 'SERBarlowTwins', 'SERDINO']
+__all__ = ['SERMixin', 'SERProjector', 'SERMoCoV3', 'SERBarlowTwins']
 
 META_G1, META_G2 = 'ser_g1', 'ser_g2'
+#: Names (MMEngine ``FUNCTIONS``) of the equivariance scoring sslreg.evaluation registers.
+PREDICT_FN, EVAL_TRANSFORMS_FN = 'ser_equivariance_predict', 'ser_eval_transforms'
 
 
 class SERProjector(nn.Sequential):
@@ -100,6 +103,15 @@ class SERProjector(nn.Sequential):
         super().__init__(
             nn.Conv2d(in_channels, hidden_channels, 1, bias=False), nn.GELU(),
             nn.Conv2d(hidden_channels, out_channels, 1, bias=False))
+
+
+def _scoring(name: str) -> Callable:
+    fn = FUNCTIONS.get(name)
+    if fn is None:
+        raise RuntimeError(f"SER's equivariance score ('{name}') is registered by "
+                           "sslreg.evaluation: import sslreg (custom_imports=dict(imports="
+                           "['sslreg'])) or sslreg.evaluation")
+    return fn
 
 
 def _bucket_by_shape(xs: Sequence[torch.Tensor]) -> 'OrderedDict[tuple, List[int]]':
@@ -204,21 +216,13 @@ class SERMixin:
 
     def ser_loss(self, tok1: Sequence[torch.Tensor], tok2: Sequence[torch.Tensor],
                  g1s: Sequence[G.GroupElement], g2s: Sequence[G.GroupElement]) -> torch.Tensor:
-        r""":math:`\mathcal{L}_{equiv}` of per-image token maps (view 1, view 2)."""
-        mode = self.ser_cfg['resize_mode']
-        p1 = self._project(tok1)
-        p2 = self._project(tok2)
-        u12, u21 = [], []
-        for a, b, g1, g2 in zip(p1, p2, g1s, g2s):
-            g_rel = G.relative(g1, g2)  # x2 = g_rel . x1
-            u12.append(G.act(a, g_rel, out_size=b.shape[-2:], mode=mode))
-            u21.append(G.act(b, G.inverse(g_rel), out_size=a.shape[-2:], mode=mode))
-        u12, ids2 = flatten_maps(u12)
-        v2, _ = flatten_maps(p2)
-        u21, ids1 = flatten_maps(u21)
-        v1, _ = flatten_maps(p1)
-        return ser_equivariance_loss(u12, v2, ids2, u21, v1, ids1, self.equiv_tau,
-                                     gather=self.ser_cfg['gather'])
+        r""":math:`\mathcal{L}_{equiv}` of per-image token maps (view 1, view 2):
+        :func:`~sslreg.losses.ser.ser_token_map_loss` of the projected maps and
+        :math:`g_{rel} = g_2 g_1^{-1}`, with :func:`sslreg.geometry.act` as the action."""
+        g_rel = [G.relative(g1, g2) for g1, g2 in zip(g1s, g2s)]  # x2 = g_rel . x1
+        return ser_token_map_loss(self._project(tok1), self._project(tok2), g_rel,
+                                  partial(G.act, mode=self.ser_cfg['resize_mode']), G.inverse,
+                                  self.equiv_tau, gather=self.ser_cfg['gather'])
 
     def _project(self, maps: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         out = [None] * len(maps)
@@ -288,37 +292,20 @@ class SERMixin:
 
     def eval_transforms(self):
         """The group elements the equivariance score uses (sampled once, fixed seed):
-        :func:`~sslreg.evaluation.equivariance.sample_transforms` of the ``eval_group``
-        option (a dict of its arguments; None = its defaults, the views' group)."""
+        ``ser_eval_transforms`` (:mod:`sslreg.evaluation.equivariance`) of the
+        ``eval_group`` option (a dict of ``sample_transforms``' arguments; None = its
+        defaults, the views' group)."""
         if getattr(self, '_eval_transforms', None) is None:
-            from ..evaluation.equivariance import sample_transforms
-            self._eval_transforms = sample_transforms(**(self.ser_cfg.get('eval_group') or {}))
+            self._eval_transforms = _scoring(EVAL_TRANSFORMS_FN)(self.ser_cfg.get('eval_group'))
         return self._eval_transforms
 
-    @torch.no_grad()
     def predict(self, inputs, data_samples=None):
         """Equivariance scores per sample, for validation / test with
-        :class:`~sslreg.evaluation.EquivarianceMetric`: each data sample gets
-        ``equiv_scores``, ``{'<location>/<transform>': cosine}`` with locations
-        ``final`` (the last block's normed patch tokens: the paper's Table 4) and
-        ``layer_k`` (the map the SER loss reads: ``ln_equiv`` of block ``k``)."""
-        from ..evaluation.equivariance import per_sample_scores
-        if isinstance(inputs, (list, tuple)):
-            inputs = inputs[0]
-        scores = per_sample_scores(self.backbone, inputs, self.eval_transforms(),
-                                   patch_size=self.patch_size,
-                                   mode=self.ser_cfg['resize_mode'])
-        data_samples = list(data_samples) if data_samples is not None else [
-            None] * inputs.shape[0]
-        out = []
-        for i, ds in enumerate(data_samples):
-            if ds is None:
-                from mmpretrain.structures import DataSample
-                ds = DataSample()
-            ds.set_field({k: float(v[i]) for k, v in scores.items()}, 'equiv_scores',
-                         field_type='metainfo')
-            out.append(ds)
-        return out
+        ``EquivarianceMetric``: ``ser_equivariance_predict``
+        (:mod:`sslreg.evaluation.equivariance`) puts ``equiv_scores``,
+        ``{'<location>/<transform>': cosine}``, in each data sample (locations ``final``,
+        the paper's Table 4, and ``layer_k``, the map the SER loss reads)."""
+        return _scoring(PREDICT_FN)(self, inputs, data_samples)
 
 
 # =========================================================================== MoCo v3
@@ -378,143 +365,3 @@ class SERBarlowTwins(SERMixin, BarlowTwins):
         z1 = self.neck((cls1,))[0]
         z2 = self.neck((cls2,))[0]
         return self.ser_losses(self.head.loss(z1, z2), nce)
-
-
-# =========================================================================== DINO
-
-
-class DINOProjectionHead(nn.Module):
-    """DINO's projection head (Caron et al., ICCV 2021, ``DINOHead`` in their code):
-    MLP ``in -> hidden (GELU) ... -> bottleneck``, L2 normalisation, then a
-    weight-normalised linear layer to ``out_channels`` prototypes (no bias) whose
-    norm is fixed to 1 when ``norm_last_layer``. Not registered (mmdet already has a
-    ``DINOHead``, the DETR-like detector's); built by ``SERDINO`` from its ``head`` dict.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int = 65536, hidden_channels: int = 2048,
-                 bottleneck_channels: int = 256, num_layers: int = 3, norm_last_layer: bool = True):
-        super().__init__()
-        num_layers = max(num_layers, 1)
-        if num_layers == 1:
-            layers = [nn.Linear(in_channels, bottleneck_channels)]
-        else:
-            layers = [nn.Linear(in_channels, hidden_channels), nn.GELU()]
-            for _ in range(num_layers - 2):
-                layers += [nn.Linear(hidden_channels, hidden_channels), nn.GELU()]
-            layers.append(nn.Linear(hidden_channels, bottleneck_channels))
-        self.mlp = nn.Sequential(*layers)
-        for m in self.mlp.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-        # weight norm by hand (W = g * v / ||v||): deep-copies cleanly into the teacher
-        self.last_v = nn.Parameter(torch.empty(out_channels, bottleneck_channels))
-        nn.init.trunc_normal_(self.last_v, std=0.02)
-        self.last_g = nn.Parameter(torch.ones(out_channels, 1), requires_grad=not norm_last_layer)
-        self.freeze_last_layer = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.normalize(self.mlp(x), dim=-1)
-        w = self.last_g * F.normalize(self.last_v, dim=1)
-        if self.freeze_last_layer:  # DINO freezes the prototypes for the first epoch
-            w = w.detach()
-        return x @ w.T
-
-
-@MODELS.register_module()
-class SERDINO(SERMixin, BaseSelfSupervisor):
-    r"""DINO (Caron et al., "Emerging Properties in Self-Supervised Vision
-    Transformers", ICCV 2021) + SER. DINO is not in mmpretrain 1.2, so this is a
-    compact implementation with two global crops (SER's DINO runs use
-    ``--local_crops_number 0``):
-
-    * student = backbone + :class:`DINOProjectionHead`; teacher = its EMA
-      (``CosineEMA``: momentum of the new weights ``base_momentum`` = 1 - 0.996,
-      cosine-annealed to 0 over training as DINO's teacher momentum goes to 1);
-    * :math:`\mathcal{L}_{inv} = \frac12 [H(t_1, s_2) + H(t_2, s_1)]`,
-      :math:`H(t, s) = -\frac1B\sum_b \mathrm{softmax}((t_b - c)/T_t)^\top
-      \log\mathrm{softmax}(s_b / T_s)`;
-    * centre :math:`c \leftarrow m c + (1-m)\,\mathrm{mean}(t)` (all ranks), ``m`` 0.9;
-    * teacher temperature linear from ``warmup_teacher_temp`` to ``teacher_temp`` over
-      ``warmup_teacher_temp_iters`` (read from MMEngine's message hub ``iter``);
-      student temperature 0.1; prototypes frozen for ``freeze_last_layer_iters``.
-
-    DINO defaults (their ``main_dino.py``): out 65536, hidden 2048, bottleneck 256,
-    teacher temperature 0.04 (no warm-up), momentum 0.996, centre momentum 0.9,
-    ``norm_last_layer`` True, last layer frozen for 1 epoch. SER's DINO run
-    (released ``run_pretrain.sh``) changes ``norm_last_layer`` to False, the teacher
-    momentum to 0.982, gradient clipping to 0.3, and uses ``lambda_equiv`` 0.3,
-    ``tau`` 0.4 (set in ``configs/ser``).
-    """
-
-    SER_DEFAULTS = dict(SERMixin.SER_DEFAULTS, tau=0.4, lambda_equiv=0.3)
-
-    def __init__(self, backbone: dict, head: Optional[dict] = None, base_momentum: float = 0.004,
-                 student_temp: float = 0.1, teacher_temp: float = 0.04,
-                 warmup_teacher_temp: float = 0.04, warmup_teacher_temp_iters: int = 0,
-                 center_momentum: float = 0.9, freeze_last_layer_iters: int = 0,
-                 ser: Optional[dict] = None, **kwargs):
-        backbone_module = backbone if isinstance(backbone, nn.Module) else MODELS.build(backbone)
-        head_cfg = dict(head or {})
-        head_cfg.setdefault('in_channels', backbone_module.embed_dims)
-        head_module = DINOProjectionHead(**head_cfg)
-        super().__init__(backbone=backbone_module, head=head_module, **kwargs)
-        self.teacher = CosineEMA(nn.Sequential(self.backbone, self.head), momentum=base_momentum)
-        self.student_temp = student_temp
-        self.teacher_temp = teacher_temp
-        self.warmup_teacher_temp = warmup_teacher_temp
-        self.warmup_teacher_temp_iters = warmup_teacher_temp_iters
-        self.center_momentum = center_momentum
-        self.freeze_last_layer_iters = freeze_last_layer_iters
-        self.register_buffer('center', torch.zeros(1, head_cfg.get('out_channels', 65536)))
-        self._init_ser(ser)
-
-    def _iter(self) -> int:
-        it = MessageHub.get_current_instance().get_info('iter')
-        return int(it) if it is not None else 0
-
-    def current_teacher_temp(self) -> float:
-        it, warm = self._iter(), self.warmup_teacher_temp_iters
-        if warm > 0 and it < warm:
-            frac = it / warm
-            return self.warmup_teacher_temp + (self.teacher_temp - self.warmup_teacher_temp) * frac
-        return self.teacher_temp
-
-    def dino_loss(self, s1, s2, t1, t2) -> torch.Tensor:
-        temp = self.current_teacher_temp()
-        p1 = F.softmax((t1 - self.center) / temp, dim=-1)
-        p2 = F.softmax((t2 - self.center) / temp, dim=-1)
-        ls1 = F.log_softmax(s1 / self.student_temp, dim=-1)
-        ls2 = F.log_softmax(s2 / self.student_temp, dim=-1)
-        return 0.5 * (-(p1 * ls2).sum(-1).mean() - (p2 * ls1).sum(-1).mean())
-
-    @torch.no_grad()
-    def update_center(self, t: torch.Tensor) -> None:
-        total = t.sum(0, keepdim=True)
-        count = torch.tensor([float(t.shape[0])], device=t.device)
-        world_size, _ = world_info(True)
-        if world_size > 1:
-            dist.all_reduce(total)
-            dist.all_reduce(count)
-        self.center.mul_(self.center_momentum).add_(total / count, alpha=1 - self.center_momentum)
-
-    def loss(self, inputs: List[torch.Tensor], data_samples, **kwargs):
-        self.head.freeze_last_layer = self._iter() < self.freeze_last_layer_iters
-        with torch.no_grad():
-            self.teacher.update_parameters(nn.Sequential(self.backbone, self.head))
-        t_backbone, t_head = self.teacher.module[0], self.teacher.module[1]
-        if self.ser_split(inputs[0].shape[0]) == 0:
-            cls1, cls2 = self.backbone(inputs[0])[0], self.backbone(inputs[1])[0]
-            with torch.no_grad():
-                c1, c2 = t_backbone(inputs[0])[0], t_backbone(inputs[1])[0]
-            nce = None
-        else:
-            nb, cls1, cls2, equiv, nce = self.ser_forward(inputs, data_samples, self.backbone)
-            with torch.no_grad():
-                c1, c2 = self.ser_target_cls(t_backbone, inputs, nb, equiv)
-        s1, s2 = self.head(cls1), self.head(cls2)
-        with torch.no_grad():
-            t1, t2 = t_head(c1), t_head(c2)
-        loss_inv = self.dino_loss(s1, s2, t1, t2)
-        self.update_center(torch.cat([t1, t2]))
-        return self.ser_losses(loss_inv, nce)
