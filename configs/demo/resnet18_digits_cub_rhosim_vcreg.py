@@ -24,7 +24,9 @@ model = dict(
     probe_input=(1, 3, 32, 32),
     regularizers=dict(
         # at 32 px layer4's maps are 1x1: no token positions to sample (rhoSIM refuses)
+        # preset='paper': the SIM paper's Eq. 1/4 (docs/fidelity.md)
         sim=dict(type='RhoSIM', layers=['backbone.layer1.*', 'backbone.layer2.*',
-                                        'backbone.layer3.*'], rho=0.2, loss_weight=5e-3),
+                                        'backbone.layer3.*'], rho=0.2, loss_weight=5e-3,
+                 preset='paper'),
         vcreg=dict(type='VCReg', layers='backbone.layer*.*', alpha=0.64, beta=0.04,
                    cov_scale='algorithm1', loss_weight=1.0)))

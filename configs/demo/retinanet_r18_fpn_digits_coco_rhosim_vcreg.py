@@ -15,7 +15,8 @@ model = dict(
     architecture={{_base_.model}},
     probe_input=(1, 3, 128, 128),
     regularizers=dict(
-        sim=dict(type='RhoSIM', layers='backbone.layer*.*', rho=0.2, loss_weight=5e-3)))
+        sim=dict(type='RhoSIM', preset='paper', layers='backbone.layer*.*', rho=0.2,
+                 loss_weight=5e-3)))
 custom_hooks = [
     dict(type='RegularizerHook',
          regularizers=dict(vcreg=dict(type='VCReg', layers='neck.fpn_convs.*',

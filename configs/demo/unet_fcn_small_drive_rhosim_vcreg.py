@@ -18,9 +18,11 @@ model = dict(
     architecture={{_base_.model}},
     probe_input=(1, 3, 64, 64),
     regularizers=dict(
-        sim_enc=dict(type='RhoSIM', layers='backbone.encoder.*', rho=0.2, loss_weight=5e-3),
+        sim_enc=dict(type='RhoSIM', preset='paper', layers='backbone.encoder.*', rho=0.2,
+                     loss_weight=5e-3),
         # mmseg's UpConvBlock is called as (skip, x): x, the upsampled path, is its input
-        sim_dec=dict(type='RhoSIM', layers='backbone.decoder.*', rho=0.2, loss_weight=5e-3,
+        sim_dec=dict(type='RhoSIM', preset='paper', layers='backbone.decoder.*', rho=0.2,
+                     loss_weight=5e-3,
                      input_index=1)))
 custom_hooks = [
     dict(type='RegularizerHook',
