@@ -27,8 +27,11 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(include=['sslreg', 'sslreg.*']),
     python_requires='>=3.9',
-    install_requires=requirements('runtime') + requirements('mminstall'),
-    extras_require={'tests': requirements('tests'), 'build': requirements('build')},
+    # The core (sslreg.losses, sslreg.regularizers) needs torch only; the OpenMMLab
+    # adapters need the stack, which tools/install.sh installs (mmcv is built there).
+    install_requires=['torch'],
+    extras_require={'openmmlab': requirements('runtime') + requirements('mminstall'),
+                    'tests': requirements('tests'), 'build': requirements('build')},
     license='Apache-2.0',
     zip_safe=False,
 )
