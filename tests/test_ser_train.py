@@ -109,9 +109,9 @@ def test_ser_checkpoint_into_frozen_backbone_detection(moco_run, tmp_path):
     runner, snap = _train(DET_CONFIG, tmp_path, options)
     assert 0 <= runner.message_hub.log_scalars['val/coco/bbox_mAP'].current() <= 1
     assert len(snap.losses) == 4
-    ssl = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
-    det = torch.load(Path(tmp_path) / 'iter_4.pth', map_location='cpu',
-                     weights_only=False)['state_dict']
+    ssl = torch.load(ckpt, map_location='cpu')['state_dict']
+    # torch's safe loading: sslreg allow-lists the few globals MMEngine writes
+    det = torch.load(Path(tmp_path) / 'iter_4.pth', map_location='cpu')['state_dict']
     enc = {k: v for k, v in det.items() if k.startswith('backbone.')}
     assert enc and all(torch.equal(v, ssl[k]) for k, v in enc.items())  # loaded, frozen
     for part in ('neck.', 'bbox_head.'):  # what trains in this protocol did train
