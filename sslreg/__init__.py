@@ -30,7 +30,7 @@ from .version import __version__
 #: The OpenMMLab import names sslreg's adapters use (mmsegmentation installs ``mmseg``).
 OPENMMLAB_PACKAGES = ('mmengine', 'mmcv', 'mmpretrain', 'mmseg', 'mmdet')
 #: The sub-packages that need them.
-OPENMMLAB_PARTS = ('datasets', 'evaluation', 'hooks', 'models', 'launch')
+OPENMMLAB_PARTS = ('architecture', 'datasets', 'evaluation', 'hooks', 'models', 'launch')
 
 INSTALL_HINT = (
     'Install the OpenMMLab 2.x stack sslreg is built for: `bash tools/install.sh` in a '

@@ -3,14 +3,15 @@
 import os
 import os.path as osp
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 from . import compat
 
 
 def add_common_args(parser):
     """The arguments train.py and test.py share, as in the frameworks' own tools."""
-    from mmengine.config import DictAction
     parser.add_argument('--work-dir', help='the dir to save logs, models and metrics')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value (MMEngine syntax)')
@@ -53,8 +54,6 @@ def default_collate_for_mmpretrain(cfg):
 
 def build_runner(cfg, launcher):
     """Fix the config for this machine, start distributed, build the Runner."""
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
     cfg.launcher = launcher
     os.environ.setdefault('LOCAL_RANK', '0')
     compat.fix_config_for_this_machine(cfg)

@@ -17,7 +17,7 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(
-    imports=['sslreg', 'sslreg.models.frozen_backbone', 'mmpretrain.models'],
+    imports=['sslreg', 'mmpretrain.models'],  # 'sslreg' registers FrozenBackbone too
     allow_failed_imports=False)
 
 ssl_checkpoint = 'checkpoints/vit-small-p16_ssl.pth'  # your SSL run's checkpoint

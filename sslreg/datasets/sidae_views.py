@@ -33,21 +33,22 @@ import copy
 from typing import List, Optional
 
 import numpy as np
-from mmcv.transforms import BaseTransform, Compose
+from mmcv.transforms import BaseTransform, Compose, RandomApply
 from mmengine.registry import TRANSFORMS
 
 __all__ = ['SidAEViews', 'paper_view_pipeline']
 
 
 def _build(cfg):
-    import mmpretrain.datasets  # noqa: F401  (registers mmpretrain's transforms)
+    # mmpretrain only when the paper's pipeline is built (sslreg.datasets itself needs
+    # mmcv); importing mmpretrain.datasets registers its transforms. No circle.
+    import mmpretrain.datasets  # noqa: F401
     from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
     return cfg if callable(cfg) else MMPRETRAIN_TRANSFORMS.build(cfg)
 
 
 def paper_view_pipeline(size: int = 32, gaussian_blur: bool = False) -> List:
     """The paper's view augmentation (module docstring), as built transforms."""
-    from mmcv.transforms import RandomApply
     jitter = _build(dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4,
                          hue=0.1))
     steps = [

@@ -1,17 +1,43 @@
-"""Evaluation of sslreg models: SER's equivariance score (a function, a metric and a
-command line) and the frozen-feature linear / kNN probe for the small data."""
-from .equivariance import (DEFAULT_TRANSFORMS, EquivarianceMetric, equivariance_scores,
-                           per_sample_scores, token_map)
-from .linear_probe import extract_features, knn_accuracy, linear_probe
-from .linear_probe import feature_extractor, last_blocks_cls, per_class_count
-from .knn import knn_predict, knn_top1
+"""Evaluation of sslreg models (registered metrics and hooks, plus plain functions).
+
+* :mod:`.equivariance` -- SER's equivariance score: :func:`token_maps` /
+  :func:`per_sample_scores` / :func:`equivariance_scores`, the ``EquivarianceMetric``,
+  the ``ser_eval_transforms`` / ``ser_equivariance_predict`` functions SER algorithms
+  call, and a command line;
+* :mod:`.collapse` -- neural-collapse diagnostics (CDNV, NCC, ranks) and
+  ``FeatureCollapseMetric``; :mod:`.layer_features` -- ``LayerFeatureHook``, which
+  records the layers those diagnostics read in val/test;
+* :mod:`.linear_probe`, :mod:`.knn` -- the frozen-feature linear / kNN probe for the
+  small data;
+* :mod:`.vessel_dice` -- ``VesselDiceMetric`` (the vessel-segmentation Dice).
+
+Imports no model class (``sslreg.architecture`` finds a model's architecture;
+tests/test_import_rules.py).
+"""
 from .collapse import (FeatureCollapseMetric, cdnv, class_means, effective_rank, feature_rank,
                        ncc_accuracy, ncc_agreement, ncc_predict)
+from .equivariance import (DEFAULT_TRANSFORMS, LOCATIONS, TRANSFORM_FAMILIES, EquivarianceMetric,
+                           equivariance_scores, per_sample_scores, sample_transforms,
+                           ser_eval_transforms, ser_predict, token_map, token_maps)
+from .knn import knn_predict, knn_top1
 from .layer_features import LayerFeatureHook, pool_features
-from .vessel_dice import VesselDiceMetric  # noqa: F401  (registers)
+from .linear_probe import (cls_block_indices, extract_features, feature_extractor, finetune,
+                           knn_accuracy, label_subset, last_blocks_cls, linear_probe,
+                           per_class_count, pooled, pooled_output, train_linear_classifier)
+from .vessel_dice import VesselDiceMetric
 
-__all__ = ['DEFAULT_TRANSFORMS', 'EquivarianceMetric', 'equivariance_scores',
-           'per_sample_scores', 'token_map', 'extract_features', 'knn_accuracy', 'linear_probe']
-__all__ += ['FeatureCollapseMetric', 'cdnv', 'class_means', 'effective_rank', 'feature_rank',
-            'ncc_accuracy', 'ncc_agreement', 'ncc_predict', 'LayerFeatureHook', 'pool_features']
-__all__ += ['feature_extractor', 'last_blocks_cls', 'per_class_count', 'knn_predict', 'knn_top1']
+__all__ = [
+    # equivariance
+    'DEFAULT_TRANSFORMS', 'LOCATIONS', 'TRANSFORM_FAMILIES', 'sample_transforms', 'token_map',
+    'token_maps', 'per_sample_scores', 'equivariance_scores', 'EquivarianceMetric',
+    'ser_eval_transforms', 'ser_predict',
+    # collapse, layer features
+    'FeatureCollapseMetric', 'cdnv', 'class_means', 'effective_rank', 'feature_rank',
+    'ncc_accuracy', 'ncc_agreement', 'ncc_predict', 'LayerFeatureHook', 'pool_features',
+    # linear / kNN probe
+    'extract_features', 'knn_accuracy', 'linear_probe', 'label_subset', 'per_class_count',
+    'train_linear_classifier', 'finetune', 'pooled', 'pooled_output', 'last_blocks_cls',
+    'cls_block_indices', 'feature_extractor', 'knn_predict', 'knn_top1',
+    # segmentation
+    'VesselDiceMetric',
+]

@@ -57,11 +57,14 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
-from mmengine.registry import FUNCTIONS, METRICS
+from mmengine.registry import DATASETS, FUNCTIONS, METRICS, MODELS, init_default_scope
+from mmengine.runner import load_checkpoint
 from torch import nn
 
 from ..geometry import GroupElement, act, sample_element
+from ..regularizers.taps import LayerRecorder
 
 __all__ = ['DEFAULT_TRANSFORMS', 'LOCATIONS', 'TRANSFORM_FAMILIES', 'sample_transforms',
            'token_map', 'token_maps', 'per_sample_scores', 'equivariance_scores',
@@ -134,15 +137,12 @@ def _location_name(loc: Location) -> str:
     return f'layer_{int(loc)}'
 
 
-class _Stop(Exception):
-    """Ends the forward pass once the requested blocks have run."""
-
-
 def token_maps(backbone: nn.Module, x: torch.Tensor,
                locations: Sequence[Location] = LOCATIONS,
                patch_size: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """``{location name: (B, C, h, w) map}`` of a ViT-like backbone (``backbone.layers``)
-    from one forward pass (module docstring for what each location reads)."""
+    from one forward pass (module docstring for what each location reads), which ends
+    once the blocks it needs have run."""
     p = patch_size or _patch_size(backbone)
     h, w = x.shape[-2] // p, x.shape[-1] // p
     n_layers = len(backbone.layers)
@@ -162,29 +162,19 @@ def token_maps(backbone: nn.Module, x: torch.Tensor,
                 raise ValueError(f'layer must be in [1, {n_layers}], got {loc}')
             blocks[name] = (int(loc) - 1, None)
     use_fwt = fwt and any(_location_name(loc) == 'layer_k' for loc in locations)
-    needed = {b for b, _ in blocks.values()}
-    seen: Dict[int, torch.Tensor] = {}
-
-    def make_hook(i):
-        def hook(_module, _inputs, output):
-            seen[i] = output
-            if not use_fwt and needed <= set(seen):
-                raise _Stop
-
-        return hook
-
-    handles = [backbone.layers[i].register_forward_hook(make_hook(i)) for i in needed]
+    needed = [f'layers.{b}' for b in sorted({b for b, _ in blocks.values()})] or None
+    # forward_with_tokens must run to its end (it returns layer k's tokens)
+    recorder = LayerRecorder(needed, stop_after=None if use_fwt else needed)
+    recorder.attach(backbone)
     tokens_k = None
     try:
-        if use_fwt:
-            _, tokens_k = backbone.forward_with_tokens(x)
-        else:
-            backbone(x)
-    except _Stop:
-        pass
+        with recorder:
+            if use_fwt:
+                _, tokens_k = backbone.forward_with_tokens(x)
+            else:
+                backbone(x)
     finally:
-        for handle in handles:
-            handle.remove()
+        recorder.detach()
     maps = {}
     for loc in locations:
         name = _location_name(loc)
@@ -192,7 +182,7 @@ def token_maps(backbone: nn.Module, x: torch.Tensor,
             maps[name] = tokens_k
             continue
         block, norm = blocks[name]
-        out = seen[block]
+        out = recorder.last(f'layers.{block}').output
         tokens = out[:, out.shape[1] - h * w:]  # CLS (if any) first
         if norm is not None:
             tokens = norm(tokens)
@@ -267,6 +257,8 @@ def ser_predict(model: nn.Module, inputs, data_samples=None) -> list:
     """An SER algorithm's ``predict`` mode: :func:`per_sample_scores` of its backbone on
     ``model.eval_transforms()`` (its patch size and ``resize_mode``), written into each
     data sample as ``equiv_scores`` metainfo (a new ``DataSample`` where none is given)."""
+    # mmpretrain's DataSample only where SER's predict mode runs (an mmpretrain model);
+    # a third-party import, no circle.
     from mmpretrain.structures import DataSample
     if isinstance(inputs, (list, tuple)):
         inputs = inputs[0]
@@ -342,11 +334,7 @@ def main(argv=None):
     parser.add_argument('--batch-size', type=int, default=64)
     args = parser.parse_args(argv)
 
-    from mmengine.config import Config
-    from mmengine.registry import DATASETS, MODELS, init_default_scope
-    from mmengine.runner import load_checkpoint
-
-    import sslreg  # noqa: F401  (registers)
+    # Importing this module imported sslreg (its package) first: every name is registered.
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model = MODELS.build(cfg.model)

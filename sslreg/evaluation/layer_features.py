@@ -4,10 +4,12 @@ How the features reach :class:`~sslreg.evaluation.collapse.FeatureCollapseMetric
 MMEngine's val loop calls ``model.val_step(batch)`` and then hands the returned data
 samples to the evaluator. During a val/test epoch this hook puts
 
-* a forward hook on each named layer, recording while the model (the architecture of
-  a ``RegularizedModel``) runs a ``mode='predict'`` forward, and
+* a :class:`~sslreg.regularizers.taps.LayerRecorder` on the named layers (and one on
+  the blocks of each ρSIM/SIM regularizer, reading their inputs as the regularizer
+  does), recording while the model (the architecture of a ``RegularizedModel``:
+  :func:`~sslreg.architecture.architecture_of`) runs a ``mode='predict'`` forward, and
 * a forward pre-hook/hook pair on that model, which opens the recording and, when the
-  forward returns its list of data samples, writes into sample ``i``
+  forward returns its list of data samples, closes it and writes into sample ``i``
 
   - ``layer_features``: ``{layer: (C,) tensor}``, the layer's output of sample ``i``,
     average-pooled over space (``(N, C, H, W)``) or tokens (``(N, L, C)``);
@@ -27,18 +29,19 @@ hook and metric, and it works under DDP (the metric gathers its results as usual
 All hooks are removed at the end of each val/test epoch; training is never touched.
 Layer names are relative to the architecture (as everywhere in sslreg).
 """
+from contextlib import ExitStack
 from functools import partial
 from typing import Dict, List, Optional
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.structures import BaseDataElement
 
+from ..architecture import architecture_of, regularizers_of
 from ..losses.vcreg import vcreg_terms
-from ..regularizers import channel_dim_for, first_tensor, resolve_layers
-from ..regularizers.taps import Patterns
+from ..regularizers.taps import (LayerRecorder, Patterns, Record, channel_dim_for,
+                                 first_tensor, resolve_layers)
 
 __all__ = ['LayerFeatureHook', 'pool_features']
 
@@ -101,24 +104,22 @@ class LayerFeatureHook(Hook):
         self.vcreg_eps, self.vcreg_delta = vcreg_eps, vcreg_delta
         self.sim, self.seed = sim, seed
         self._handles: list = []
-        self._capturing = False
+        self._recorders: List[LayerRecorder] = []
+        self._recording: Optional[ExitStack] = None
         self._features: Dict[str, torch.Tensor] = {}
         self._stats: Dict[str, float] = {}
 
     # ---------------------------------------------------------------- attach/detach
     def attach(self, model: torch.nn.Module):
-        """Put the hooks on ``model`` (a model wrapper, ``RegularizedModel`` or plain
-        model); returns the names of the captured layers."""
-        from ..models import RegularizedModel
+        """Put the recorders and hooks on ``model`` (a model wrapper,
+        ``RegularizedModel`` or plain model); returns the names of the captured layers."""
         self.detach()
-        model = model.module if is_model_wrapper(model) else model
-        wrapped = isinstance(model, RegularizedModel)
-        arch = model.architecture if wrapped else model
+        arch = architecture_of(model)
         self._feature_layers = resolve_layers(arch, self.layers) if self.layers else []
         self._vcreg_layers = resolve_layers(arch, self.vcreg_layers) if self.vcreg_layers else []
         self._sims = {}
-        if self.sim and wrapped:
-            self._sims = {name: reg for name, reg in model.regularizers.items()
+        if self.sim:
+            self._sims = {name: reg for name, reg in regularizers_of(model).items()
                           if hasattr(reg, 'block_loss') and reg.layer_names}
         names = set(self._feature_layers) | set(self._vcreg_layers)
         for reg in self._sims.values():
@@ -126,17 +127,28 @@ class LayerFeatureHook(Hook):
         if not names:
             raise ValueError('LayerFeatureHook: nothing to capture (no layers, no '
                              'vcreg_layers, and no ρSIM/SIM regularizer in the model)')
-        modules = dict(arch.named_modules())
-        for name in sorted(names):
-            self._handles.append(modules[name].register_forward_hook(partial(self._on_layer, name)))
+        taps = sorted(set(self._feature_layers) | set(self._vcreg_layers))
+        if taps:
+            self._recorders.append(LayerRecorder(
+                taps, keep=False, on_record=self._on_layer, owner='LayerFeatureHook'))
+        for reg_name, reg in self._sims.items():  # each reads its blocks' inputs its way
+            self._recorders.append(LayerRecorder(
+                reg.layer_names, reg.input_index, keep=False,
+                on_record=partial(self._on_sim_block, reg_name, reg),
+                owner=type(reg).__name__))
+        for recorder in self._recorders:
+            recorder.attach(arch)
         self._handles += [arch.register_forward_pre_hook(self._open, with_kwargs=True),
                           arch.register_forward_hook(self._close, with_kwargs=True)]
         return sorted(names)
 
     def detach(self):
+        self._end_recording()
+        for recorder in self._recorders:
+            recorder.detach()
         for handle in self._handles:
             handle.remove()
-        self._handles, self._capturing = [], False
+        self._handles, self._recorders = [], []
 
     def before_val_epoch(self, runner):
         self.attach(runner.model)
@@ -152,13 +164,24 @@ class LayerFeatureHook(Hook):
 
     # ---------------------------------------------------------------- recording
     def _open(self, module, args, kwargs):
-        self._capturing = kwargs.get('mode') == 'predict'
+        self._end_recording()  # a forward that raised never reached _close
         self._features, self._stats = {}, {}
+        if kwargs.get('mode') == 'predict':
+            self._recording = ExitStack()
+            for recorder in self._recorders:
+                self._recording.enter_context(recorder.recording())
+
+    def _end_recording(self) -> bool:
+        """Close the recording; whether one was open."""
+        if self._recording is None:
+            return False
+        self._recording, stack = None, self._recording
+        stack.close()
+        return True
 
     @torch.no_grad()
-    def _on_layer(self, name, module, args, output):
-        if not self._capturing:
-            return None
+    def _on_layer(self, record: Record):
+        name, output = record.name, record.output
         if name in self._feature_layers:
             self._features[name] = pool_features(output).detach().float().cpu()
         if name in self._vcreg_layers:
@@ -170,19 +193,18 @@ class LayerFeatureHook(Hook):
             if terms:  # summed over the tensors of a tuple output, as VCReg does
                 self._stats[f'{name}/vcreg_variance'] = sum(float(v) for v, _ in terms)
                 self._stats[f'{name}/vcreg_covariance'] = sum(float(c) for _, c in terms)
-        for reg_name, reg in self._sims.items():
-            if name in reg.layer_names:
-                out = first_tensor(output)
-                with torch.random.fork_rng(devices=_rng_devices(out)):
-                    torch.manual_seed(self.seed)
-                    err = reg.block_loss(name, reg._block_input(name, args), out)
-                self._stats[f'{name}/{reg_name}_error'] = float(err)
-        return None
+
+    @torch.no_grad()
+    def _on_sim_block(self, reg_name, reg, record: Record):
+        out = first_tensor(record.output)
+        with torch.random.fork_rng(devices=_rng_devices(out)):
+            torch.manual_seed(self.seed)
+            err = reg.block_loss(record.name, record.input, out)
+        self._stats[f'{record.name}/{reg_name}_error'] = float(err)
 
     def _close(self, module, args, kwargs, output):
-        if not self._capturing:
+        if not self._end_recording():
             return None
-        self._capturing = False
         if not (isinstance(output, (list, tuple))
                 and all(isinstance(ds, BaseDataElement) for ds in output)):
             raise TypeError('LayerFeatureHook: the predict forward returned '

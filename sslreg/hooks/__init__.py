@@ -1,3 +1,15 @@
+"""Training hooks of sslreg (registered in MMEngine's root ``HOOKS``).
+
+* :class:`RegularizerHook` (``regularizer_hook.py``) -- parameter-free regularizers
+  (VCReg) on any model from ``custom_hooks``; collects the terms of regularizer necks;
+  schedules loss weights;
+* :class:`GradNormHook` (``grad_norm_hook.py``) -- the gradient norm, per stage and as
+  an EMA, in every log.
+
+``LayerFeatureHook`` (val/test) lives with the metric it feeds, in
+``sslreg.evaluation``. Hooks import no model class: ``sslreg.architecture`` finds a
+model's architecture (tests/test_import_rules.py).
+"""
 from .grad_norm_hook import GradNormHook
 from .regularizer_hook import RegularizerHook
 

@@ -50,10 +50,10 @@ from typing import Dict, Optional, Sequence
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 
+from ..architecture import architecture_of, regularizers_of
 from ..regularizers import resolve_layers
 
 __all__ = ['GradNormHook']
@@ -105,19 +105,16 @@ class GradNormHook(Hook):
 
     # ------------------------------------------------------------------ setup
     def before_train(self, runner):
-        from ..models import RegularizedModel
         self.after_train(runner)  # idempotent if called twice
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        wrapped = isinstance(model, RegularizedModel)
-        arch = model.architecture if wrapped else model
+        arch = architecture_of(runner.model)
         patterns = self.stages or default_stages(arch)
         stage_names = sorted(resolve_layers(arch, patterns), key=len, reverse=True)
         self._label = {}
         for pname, p in arch.named_parameters():
             self._label[id(p)] = next(
                 (s for s in stage_names if pname.startswith(s + '.')), 'other')
-        if wrapped:
-            for p in model.regularizers.parameters():
+        for reg in regularizers_of(runner.model).values():
+            for p in reg.parameters():
                 self._label[id(p)] = 'regularizers'
         wrappers = (dict(runner.optim_wrapper.items())
                     if isinstance(runner.optim_wrapper, OptimWrapperDict)

@@ -2,10 +2,11 @@
 from typing import Dict, Optional
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS, MODELS
 
-from ..regularizers import Regularizer, VCReg, find_regularizers, merge_terms, pop_terms
+from ..architecture import architecture_of, is_regularized_model, unwrap_model
+from ..regularizers import (Regularizer, VCReg, collecting, find_regularizers, merge_terms,
+                            pop_terms)
 from ..regularizers.vcreg import grad_share_report
 
 SCHEDULES = ('constant', 'linear')
@@ -51,15 +52,15 @@ class RegularizerHook(Hook):
         self._collected: Dict[str, Regularizer] = {}
         self._scheduled = []
         self._handles = []
+        self._collecting = None  # the open collecting() context of a training forward
         self._share_sources: Dict[str, VCReg] = {}
         self._share_logged = False
 
     def before_train(self, runner):
-        from ..models import RegularizedModel
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         # Layer names are relative to the architecture, with or without the wrapper.
-        wrapped = isinstance(model, RegularizedModel)
-        target = model.architecture if wrapped else model
+        wrapped = is_regularized_model(model)
+        target = architecture_of(model)
         for name, cfg in self.regularizer_cfgs.items():
             reg = MODELS.build(cfg)
             if reg.needs_probe or any(True for _ in reg.parameters()):
@@ -98,16 +99,22 @@ class RegularizerHook(Hook):
             reg.weight_scale = scale
 
     def _open(self, module, args, kwargs):
+        self._end_collecting()  # a forward that raised never reached _close
         if module.training and kwargs.get('mode') == 'loss':
-            for reg in self._collected.values():
-                reg.pop_terms()
-                reg.active = True
+            self._collecting = collecting(self._collected.values())
+            self._collecting.__enter__()
+
+    def _end_collecting(self) -> bool:
+        """Leave the open :func:`collecting` context; whether one was open."""
+        if self._collecting is None:
+            return False
+        self._collecting, context = None, self._collecting
+        context.__exit__(None, None, None)
+        return True
 
     def _close(self, module, args, kwargs, output):
-        if not any(reg.active for reg in self._collected.values()):
+        if not self._end_collecting():
             return None
-        for reg in self._collected.values():
-            reg.active = False
         return merge_terms(output, pop_terms(self._collected))
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
@@ -119,6 +126,7 @@ class RegularizerHook(Hook):
             runner.logger.info(report)
 
     def after_train(self, runner):
+        self._end_collecting()
         for handle in self._handles:
             handle.remove()
         for reg in self.regularizers.values():

@@ -2,16 +2,16 @@ r"""CompMod, MCR's fusion module, and the tap that hands it the two views' featu
 
 :class:`CompMod` fuses the two views' pooled backbone features ``h1, h2`` (``'concat'``,
 ``'mixup'``) or their projections ``z1, z2`` (``'embedding'``) through :math:`g_\xi`
-(:math:`g_\zeta`); see :mod:`sslreg.models.mcr` for the method. :class:`ViewTap` records
-the backbone and neck outputs of an SSL algorithm's forward and splits them into those
-four tensors.
+(:math:`g_\zeta`); see :mod:`sslreg.models.mcr` for the method. :class:`ViewTap` (a
+:class:`~sslreg.regularizers.taps.LayerRecorder`) records the backbone and neck outputs
+of an SSL algorithm's forward and splits them into those four tensors.
 """
-import functools
-from contextlib import contextmanager
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
+
+from ..regularizers.taps import LayerRecorder, Record
 
 FUSIONS = ('concat', 'mixup', 'embedding')
 
@@ -89,60 +89,43 @@ def _first(output) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
-class ViewTap:
-    """Records an algorithm's backbone and neck outputs while ``recording``.
+class ViewTap(LayerRecorder):
+    """A recorder of an algorithm's ``backbone`` and ``neck`` outputs.
 
-    :meth:`attach` hooks it to an algorithm; :meth:`views` turns what one forward
-    recorded into ``(h1, h2, z1, z2)``.
+    :meth:`attach` puts it on an algorithm; ``with tap.recording() as records`` records
+    one forward, and :meth:`views` turns what it recorded into ``(h1, h2, z1, z2)``.
     """
 
-    def __init__(self):
-        self.active = False
-        self.outputs = {'backbone': [], 'neck': []}
+    KEYS = ('backbone', 'neck')
 
-    @classmethod
-    def attach(cls, algorithm: nn.Module) -> 'ViewTap':
-        """A tap recording ``algorithm.backbone`` and ``algorithm.neck``."""
-        for key in ('backbone', 'neck'):
+    def __init__(self):
+        super().__init__(list(self.KEYS), owner='MCR')
+
+    def attach(self, algorithm: nn.Module) -> List[str]:
+        """Record ``algorithm.backbone`` and ``algorithm.neck``."""
+        for key in self.KEYS:
             if getattr(algorithm, key, None) is None:
                 raise ValueError(f'MCR needs an algorithm with a {key}; '
                                  f'{type(algorithm).__name__} has none')
-        tap = cls()
-        for key in ('backbone', 'neck'):
-            getattr(algorithm, key).register_forward_hook(functools.partial(tap.record, key))
-        return tap
-
-    def record(self, key, module, inputs, output):
-        if self.active:
-            self.outputs[key].append(output)
-
-    @contextmanager
-    def recording(self):
-        self.outputs = {'backbone': [], 'neck': []}
-        self.active = True
-        try:
-            yield self.outputs
-        finally:
-            self.active = False
-
-    def clear(self):
-        self.outputs = {'backbone': [], 'neck': []}
+        return super().attach(algorithm)
 
     @staticmethod
-    def embeddings(outputs):
+    def embeddings(records: Dict[str, List[Record]]):
         """The neck's output of every call (every view's embedding)."""
-        return [_first(o) for o in outputs['neck']]
+        return [_first(r.output) for r in records['neck']]
 
     @staticmethod
-    def views(outputs, views_in_one_call: bool,
+    def views(records: Dict[str, List[Record]], views_in_one_call: bool,
               algorithm: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(h1, h2, z1, z2)``: pooled backbone features and neck outputs of the two views.
+        """``(h1, h2, z1, z2)``: pooled backbone features and neck outputs of the two views
+        (``records``: what :meth:`recording` yielded).
 
         ``views_in_one_call``: the algorithm ran backbone and neck once on both views
         interleaved sample by sample (``x1[0], x2[0], x1[1], ...``, as mmpretrain's SimCLR);
         otherwise once per view. ``algorithm`` names it in the error message.
         """
-        backbone, neck = outputs['backbone'], outputs['neck']
+        backbone = [r.output for r in records['backbone']]
+        neck = [r.output for r in records['neck']]
         calls = 1 if views_in_one_call else 2
         if len(backbone) != calls or len(neck) != calls:
             seen = len(backbone) if len(backbone) == len(neck) else None

@@ -92,6 +92,7 @@ from torch.func import functional_call
 from ..losses.distributed import rank_mean
 from ..losses.mec import comp_loss, mcr_loss, mec_hparams, mec_lambda_warmup
 from .comp_mod import FUSIONS, CompMod, ViewTap
+from .mcr_diagnostics import measure_gradient_shares
 from .mcr_optim import (MCROptimWrapperConstructor, apply_grads, base_and_meta, current_lrs,
                         frozen_averaged_models, init_counts, log_gradient_shares,
                         runner_progress)
@@ -181,7 +182,8 @@ class MCR(BaseModel):
         self.lam_warmup_epochs, self.lam_warmup_iters = lam_warmup_epochs, lam_warmup_iters
         self.meta_interval = int(meta_interval)
         self._iteration = 0  # train_step calls, outside a Runner
-        self._tap = ViewTap.attach(self.algorithm)
+        self._tap = ViewTap()
+        self._tap.attach(self.algorithm)
         if views_in_one_call is None:
             views_in_one_call = type(self.algorithm).__name__ in INTERLEAVED_ALGORITHMS
         self.views_in_one_call = views_in_one_call
@@ -207,14 +209,14 @@ class MCR(BaseModel):
             mu = 1.0 / (m * lam)
         return lam, mu
 
-    def _views(self, outputs):
-        return self._tap.views(outputs, self.views_in_one_call, type(self.algorithm).__name__)
+    def _views(self, records):
+        return self._tap.views(records, self.views_in_one_call, type(self.algorithm).__name__)
 
     def _ssl_forward(self, inputs, data_samples, params=None, record=False):
         """L_ssl (MMEngine's sum of the algorithm's losses), its log vars and, with
         ``record``, the views' features. ``params`` (name -> tensor) runs the algorithm
         functionally on them, with copied buffers and frozen EMA targets."""
-        with self._tap.recording() if record else nullcontext() as outputs:
+        with self._tap.recording() if record else nullcontext() as records:
             if params is None:
                 losses = self.algorithm(inputs, data_samples, mode='loss')
             else:
@@ -223,7 +225,7 @@ class MCR(BaseModel):
                     losses = functional_call(self.algorithm, (params, buffers),
                                              (inputs, data_samples), dict(mode='loss'))
         loss, log_vars = self.algorithm.parse_losses(losses)
-        views = self._views(outputs) if record else None
+        views = self._views(records) if record else None
         self._tap.clear()
         return loss, log_vars, views
 
@@ -395,48 +397,3 @@ def _finite_difference(model: MCR, inputs, data_samples, names, theta, v, lrs, x
         l_mcr = mcr_loss(z_hat, [z1, z2], lam, mu, model.order)
         grads.append(torch.autograd.grad(model.lambda1 * l_mcr, xi, allow_unused=True))
     return [None if a is None else -(a - b) / (2 * eps) for a, b in zip(*grads)]
-
-
-def measure_gradient_shares(model: MCR, inputs, data_samples,
-                            progress: Optional[float] = None) -> Dict[str, float]:
-    r"""How much the MCR terms pull on the embeddings, relative to the SSL loss.
-
-    With :math:`z` the neck's outputs (every view's embedding):
-    ``mcr`` = :math:`\|\nabla_z \lambda_1 \mathcal{L}_{mcr}\| / \|\nabla_z
-    \mathcal{L}_{ssl}\|` (both act on :math:`\theta, \phi` through :math:`z`), and
-    ``comp`` = :math:`\|\nabla_{\hat Z} \lambda_2 \mathcal{L}_{comp}\| /
-    \|\nabla_z \mathcal{L}_{ssl}\|` (Frobenius norms; the fused embedding
-    :math:`\hat Z` has the width of :math:`z`). A diagnostic: one extra forward and
-    backward; no parameter, buffer (BN statistics) or EMA target is changed.
-    ``progress``: MEC's lambda warm-up, as :meth:`MCR.mec_lambda_mu` (L_comp's first-order
-    term is constant for unit rows, so its share grows with lambda: 1/8 of it at the
-    start of the warm-up).
-    """
-    algorithm = model.algorithm
-    buffers = {n: b.clone() for n, b in algorithm.named_buffers()}
-    try:
-        with model._tap.recording() as outputs, frozen_averaged_models(algorithm):
-            losses = algorithm(inputs, data_samples, mode='loss')
-        l_ssl, _ = algorithm.parse_losses(losses)
-        necks = ViewTap.embeddings(outputs)
-        h1, h2, z1, z2 = model._views(outputs)
-        alpha = model.comp_mod.sample_alpha(h1)
-        z_hat = model.comp_mod(h1, h2, z1, z2, alpha)
-        lam, mu = model.mec_lambda_mu(z_hat, progress)
-        l_mcr = model.lambda1 * mcr_loss(z_hat, [z1, z2], lam, mu, model.order)
-        z_fused = model.comp_mod(*(t.detach() for t in (h1, h2, z1, z2)), alpha)
-        l_comp = model.lambda2 * comp_loss(z_fused, lam, mu, model.order)
-
-        def norm(loss, wrt):
-            grads = torch.autograd.grad(loss, wrt, retain_graph=True, allow_unused=True)
-            return torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None))
-
-        base = norm(l_ssl, necks)
-        return dict(mcr=float(norm(l_mcr, necks) / base),
-                    comp=float(norm(l_comp, [z_fused]) / base))
-    finally:
-        model._tap.clear()
-        with torch.no_grad():
-            for n, b in algorithm.named_buffers():
-                b.copy_(buffers[n])
-

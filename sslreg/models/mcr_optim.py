@@ -22,10 +22,12 @@ from contextlib import contextmanager
 from typing import List, Optional, Sequence, Tuple
 
 from mmengine.logging import MessageHub, print_log
-from mmengine.model import BaseAveragedModel, is_model_wrapper
+from mmengine.model import BaseAveragedModel
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
+
+from ..architecture import unwrap_model
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -48,8 +50,7 @@ class MCROptimWrapperConstructor:
         self.optim_wrapper_cfg = copy.deepcopy(dict(optim_wrapper_cfg))
 
     def __call__(self, model: nn.Module) -> OptimWrapperDict:
-        if is_model_wrapper(model):
-            model = model.module
+        model = unwrap_model(model)
         groups = getattr(model, 'optim_groups', None)
         if not groups:
             raise TypeError(f'{type(model).__name__} declares no optim_groups; '

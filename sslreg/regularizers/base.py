@@ -4,24 +4,29 @@ A :class:`Regularizer` is an ``nn.Module`` (its parameters, if any, live in the 
 so the optimizer and DDP see them). It gets features in one of two ways:
 
 * **taps** -- ``layers`` names modules of a model; :meth:`Regularizer.attach` puts a
-  forward hook on each and :meth:`Regularizer.on_block` sees ``(block input, block
-  output)`` of every call (several per iteration when an SSL algorithm runs one
-  backbone per view: each call counts, terms are summed);
+  :class:`~sslreg.regularizers.taps.LayerRecorder` on them and
+  :meth:`Regularizer.on_block` sees ``(block input, block output)`` of every call it
+  records (several per iteration when an SSL algorithm runs one backbone per view: each
+  call counts, terms are summed);
 * **in the model** -- a neck is itself a regularizer and calls :meth:`add_term`.
 
 Either way it records only while *active*; :func:`collecting` switches a set of
-regularizers on for one training forward, and :func:`pop_terms` turns what they
-recorded into the entries of a loss dict: ``loss_<name>`` (summed into the total by
-MMEngine) and ``<name>_<stat>`` (logged only: no 'loss' in the key).
+regularizers on (and their recorders to recording) for one training forward,
+:func:`probing` records the tapped layers' shapes in one forward, and
+:func:`pop_terms` turns what they recorded into the entries of a loss dict:
+``loss_<name>`` (summed into the total by MMEngine) and ``<name>_<stat>`` (logged
+only: no 'loss' in the key).
 """
-from contextlib import contextmanager
-from functools import partial
+from contextlib import ExitStack, contextmanager
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .taps import Patterns, resolve_layers
+from .taps import LayerRecorder, Patterns, Record, block_input, channel_dim_for, first_tensor
+
+__all__ = ['Regularizer', 'collecting', 'probing', 'pop_terms', 'merge_terms',
+           'find_regularizers', 'channel_dim_for', 'first_tensor']
 
 
 class Regularizer(nn.Module):
@@ -52,7 +57,7 @@ class Regularizer(nn.Module):
         self.probing = False
         self.probe_shapes: Dict[str, Tuple[torch.Size, torch.Size]] = {}
         self._terms: Dict[str, List[torch.Tensor]] = {}
-        self._handles: list = []
+        self._recorder: Optional[LayerRecorder] = None
 
     # ------------------------------------------------------------------ taps
     @property
@@ -60,46 +65,47 @@ class Regularizer(nn.Module):
         """The effective weight: ``loss_weight`` times the scheduled scale."""
         return self.loss_weight * self.weight_scale
 
+    @property
+    def recorder(self) -> Optional[LayerRecorder]:
+        """The :class:`LayerRecorder` on the tapped layers (None before :meth:`attach`
+        and for an in-model regularizer)."""
+        return self._recorder
+
     def attach(self, model: nn.Module) -> List[str]:
-        """Hook the modules of ``model`` named by ``layers``; returns their names."""
+        """Put a recorder on the modules of ``model`` named by ``layers``; returns
+        their names."""
         if self.layers is None:
             return []
         self.detach()
-        self.layer_names = resolve_layers(model, self.layers)
-        modules = dict(model.named_modules())
-        for name in self.layer_names:
-            # Names, not modules, are kept: holding the modules as attributes would
-            # register them a second time under this regularizer.
-            self._handles.append(modules[name].register_forward_hook(partial(self._hook, name)))
+        # keep=False: each call goes to on_block and nothing is held after it
+        self._recorder = LayerRecorder(self.layers, self.input_index, keep=False,
+                                       on_record=self._on_record, on_idle=self._on_idle,
+                                       owner=type(self).__name__)
+        self.layer_names = self._recorder.attach(model)
         return self.layer_names
 
     def detach(self):
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        if self._recorder is not None:
+            self._recorder.detach()
+        self._recorder = None
 
-    def _block_input(self, name, args):
-        x = args[self.input_index] if len(args) > self.input_index else None
-        if isinstance(x, (list, tuple)) and x and all(torch.is_tensor(t) for t in x):
-            # A block called with a list of maps computes from their channel
-            # concatenation (DenseNet's dense layers): that is its input.
-            x = x[0] if len(x) == 1 else _concat_channels(name, x)
-        if not torch.is_tensor(x):
-            raise ValueError(
-                f'{type(self).__name__}: layer {name!r} was called with '
-                f'{len(args)} positional argument(s); input_index={self.input_index} does not '
-                'name a tensor (or a list of tensors) among them. Set input_index to the '
-                'position of the block input.')
-        return x
+    def _block_input(self, name: str, args: tuple) -> torch.Tensor:
+        """The input the recorder reads from one call's ``args`` (:func:`block_input`)."""
+        return block_input(args, self.input_index, name, type(self).__name__)
 
-    def _hook(self, name, module, args, output):
+    def _on_record(self, record: Record):
+        """A call recorded while collecting or probing."""
         if self.probing:
-            self.probe_shapes[name] = (self._block_input(name, args).shape,
-                                       first_tensor(output).shape)
+            self.probe_shapes[record.name] = (record.input.shape,
+                                              first_tensor(record.output).shape)
             return None
         if not self.active:
             return None
-        return self.on_block(name, self._block_input(name, args), output)
+        return self.on_block(record.name, record.input, record.output)
+
+    def _on_idle(self, record: Record):
+        """A call outside collecting/probing: nothing (VCReg's demean layer acts)."""
+        return None
 
     def on_block(self, name: str, block_input: torch.Tensor, output):
         """One call of tapped block ``name``. Return None, or a replacement output."""
@@ -122,36 +128,15 @@ class Regularizer(nn.Module):
         return self.reduce_terms(terms) if terms else {}
 
 
-def channel_dim_for(ndim: int) -> int:
-    """Where the channels are: last for (N, L, C) token maps, 1 for (N, C, H, W) / (N, C)."""
-    return -1 if ndim == 3 else 1
-
-
-def _concat_channels(name: str, maps) -> torch.Tensor:
-    dim = channel_dim_for(maps[0].dim())
-    try:
-        return torch.cat(list(maps), dim=dim)
-    except RuntimeError as err:
-        shapes = [tuple(t.shape) for t in maps]
-        raise ValueError(f'layer {name!r} was called with a list of tensors of shapes {shapes}; '
-                         'sslreg reads such a list as one input, concatenated along the '
-                         f'channels, which needs equal sizes elsewhere ({err})') from err
-
-
-def first_tensor(output) -> torch.Tensor:
-    """The tensor a block returned (the first one when it returns a tuple/list)."""
-    if torch.is_tensor(output):
-        return output
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            if torch.is_tensor(item):
-                return item
-    raise TypeError(f'a tapped block returned {type(output).__name__} holding no tensor')
-
-
 def find_regularizers(model: nn.Module) -> Dict[str, Regularizer]:
     """Regularizer modules inside ``model`` (e.g. necks), keyed by their path."""
     return {name: m for name, m in model.named_modules() if isinstance(m, Regularizer)}
+
+
+def _recording(stack: ExitStack, regularizers: List[Regularizer]):
+    for reg in regularizers:
+        if reg.recorder is not None:
+            stack.enter_context(reg.recorder.recording())
 
 
 @contextmanager
@@ -162,7 +147,9 @@ def collecting(regularizers: Iterable[Regularizer]):
         reg.pop_terms()  # drop anything left by an interrupted forward
         reg.active = True
     try:
-        yield regularizers
+        with ExitStack() as stack:
+            _recording(stack, regularizers)
+            yield regularizers
     finally:
         for reg in regularizers:
             reg.active = False
@@ -202,7 +189,9 @@ def probing(regularizers: Iterable[Regularizer]):
     for reg in regularizers:
         reg.probing, reg.probe_shapes = True, {}
     try:
-        yield
+        with ExitStack() as stack:
+            _recording(stack, regularizers)
+            yield
     finally:
         for reg in regularizers:
             reg.probing = False

@@ -52,7 +52,75 @@ class _GradCapture(torch.autograd.Function):
         return grad, None
 
 
-class VCReg(Regularizer):
+class GradShareStats:
+    r"""The gradient share of a VCReg: what its backward reports, read after it.
+
+    After each backward, :attr:`last_grad_share` is
+    :math:`\sqrt{\sum_t \|g_{v,t}\|_F^2} / \sqrt{\sum_t \|g_{y,t}\|_F^2}` over the
+    tensors ``t`` this regularizer touched in the step: ``g_v`` the gradient VCReg adds
+    at ``t``, ``g_y`` the gradient reaching ``t`` from the rest of the objective (the
+    task loss, other regularizers, and VCReg terms of later layers back-propagated to
+    ``t``). Because ``g_y`` at a block includes the VCReg gradients of the blocks after
+    it, a strong VCReg on many blocks raises ``g_y`` too, and the summed share then
+    understates how much of the gradient VCReg makes up; :attr:`last_grad_shares` gives
+    the share per tensor, the first (most downstream) being free of that effect. Fast
+    mode gets both norms in its backward cheaply (a ``d x d`` product, or one pass
+    over the rows when they are few, plus the norm of ``g_y``); explicit mode
+    captures the loss's gradient on a view read only by the loss and the total at the
+    tensor with a tensor hook (task part = total - loss part). With ``sync`` the norms
+    are those of this rank's rows. ``RegularizerHook`` logs it once, after the first
+    training iteration.
+
+    The host (:class:`VCReg`) starts ``_grad_norms`` and ``_grad_norms_last`` as empty
+    lists; its backward appends ``(||g_v||^2, ||g_y||^2)`` per tensor to the list
+    :meth:`_grad_norm_sink` hands it.
+    """
+
+    _grad_norms: List[Tuple[torch.Tensor, torch.Tensor]]
+    _grad_norms_last: List[Tuple[torch.Tensor, torch.Tensor]]
+
+    def _grad_norm_sink(self) -> list:
+        """The list this step's backward fills; a forward after a backward starts a step."""
+        if self._grad_norms:
+            self._grad_norms_last, self._grad_norms = self._grad_norms, []
+        return self._grad_norms
+
+    @property
+    def last_grad_norms(self) -> Optional[Tuple[float, float]]:
+        r"""``(||g_v||, ||g_y||)`` of the last backward (Frobenius, summed in squares
+        over the regularized tensors), or None before any backward."""
+        pairs = self._grad_norms or self._grad_norms_last
+        if not pairs:
+            return None
+        vcreg_sq = float(torch.stack([v for v, _ in pairs]).sum())
+        task_sq = float(torch.stack([t for _, t in pairs]).sum())
+        return math.sqrt(vcreg_sq), math.sqrt(task_sq)
+
+    @property
+    def last_grad_share(self) -> Optional[float]:
+        """``||g_v|| / ||g_y||`` of the last backward (class docstring); None before any
+        backward, ``inf`` if no gradient came from downstream."""
+        norms = self.last_grad_norms
+        if norms is None:
+            return None
+        vcreg, task = norms
+        return vcreg / task if task > 0 else math.inf
+
+    @property
+    def last_grad_shares(self) -> List[float]:
+        """Per tensor ``||g_v|| / ||g_y||`` of the last backward, in backward order: the
+        first is the most downstream regularized tensor, whose ``g_y`` holds no VCReg
+        gradient of this regularizer's other tensors (class docstring)."""
+        return [float(v.sqrt() / t.sqrt()) if t > 0 else math.inf
+                for v, t in (self._grad_norms or self._grad_norms_last)]
+
+    @property
+    def last_grad_count(self) -> int:
+        """How many regularized tensors the last backward reported."""
+        return len(self._grad_norms or self._grad_norms_last)
+
+
+class VCReg(GradShareStats, Regularizer):
     r"""Variance-covariance regularization of the outputs of the tapped layers.
 
     Zhu et al., "Variance-Covariance Regularization Improves Representation Learning"
@@ -102,21 +170,10 @@ class VCReg(Regularizer):
       the paper gives no value for its threshold; ``None`` (squares) is the default,
       a value is a choice of the user.
 
-    **Gradient share.** After each backward, :attr:`last_grad_share` is
-    :math:`\sqrt{\sum_t \|g_{v,t}\|_F^2} / \sqrt{\sum_t \|g_{y,t}\|_F^2}` over the
-    tensors ``t`` this regularizer touched in the step: ``g_v`` the gradient VCReg adds
-    at ``t``, ``g_y`` the gradient reaching ``t`` from the rest of the objective (the
-    task loss, other regularizers, and VCReg terms of later layers back-propagated to
-    ``t``). Because ``g_y`` at a block includes the VCReg gradients of the blocks after
-    it, a strong VCReg on many blocks raises ``g_y`` too, and the summed share then
-    understates how much of the gradient VCReg makes up; :attr:`last_grad_shares` gives
-    the share per tensor, the first (most downstream) being free of that effect. Fast
-    mode gets both norms in its backward cheaply (a ``d x d`` product, or one pass
-    over the rows when they are few, plus the norm of ``g_y``); explicit mode
-    captures the loss's gradient on a view read only by the loss and the total at the
-    tensor with a tensor hook (task part = total - loss part). With ``sync`` the norms
-    are those of this rank's rows. ``RegularizerHook`` logs it once, after the first
-    training iteration.
+    **Gradient share** (:class:`GradShareStats`): after each backward,
+    :attr:`last_grad_share` is ``||VCReg gradient|| / ||gradient from downstream||`` at
+    the regularized tensors. ``RegularizerHook`` logs it once, after the first training
+    iteration.
 
     Args:
         layers: module paths/globs to regularize (their outputs).
@@ -170,12 +227,6 @@ class VCReg(Regularizer):
     def _channel_dim(self, x: torch.Tensor) -> int:
         return self._channel_dim_of(x.dim())
 
-    def _grad_norm_sink(self) -> list:
-        """The list this step's backward fills; a forward after a backward starts a step."""
-        if self._grad_norms:
-            self._grad_norms_last, self._grad_norms = self._grad_norms, []
-        return self._grad_norms
-
     def regularize(self, x: torch.Tensor) -> torch.Tensor:
         """Apply VCReg to one feature tensor; returns x itself (explicit) or a tensor
         equal to x whose backward adds the VCReg gradient (fast).
@@ -213,41 +264,6 @@ class VCReg(Regularizer):
 
         x.register_hook(record)
         return x
-
-    # ------------------------------------------------------------------ gradient share
-    @property
-    def last_grad_norms(self) -> Optional[Tuple[float, float]]:
-        r"""``(||g_v||, ||g_y||)`` of the last backward (Frobenius, summed in squares
-        over the regularized tensors), or None before any backward."""
-        pairs = self._grad_norms or self._grad_norms_last
-        if not pairs:
-            return None
-        vcreg_sq = float(torch.stack([v for v, _ in pairs]).sum())
-        task_sq = float(torch.stack([t for _, t in pairs]).sum())
-        return math.sqrt(vcreg_sq), math.sqrt(task_sq)
-
-    @property
-    def last_grad_share(self) -> Optional[float]:
-        """``||g_v|| / ||g_y||`` of the last backward (class docstring); None before any
-        backward, ``inf`` if no gradient came from downstream."""
-        norms = self.last_grad_norms
-        if norms is None:
-            return None
-        vcreg, task = norms
-        return vcreg / task if task > 0 else math.inf
-
-    @property
-    def last_grad_shares(self) -> List[float]:
-        """Per tensor ``||g_v|| / ||g_y||`` of the last backward, in backward order: the
-        first is the most downstream regularized tensor, whose ``g_y`` holds no VCReg
-        gradient of this regularizer's other tensors (class docstring)."""
-        return [float(v.sqrt() / t.sqrt()) if t > 0 else math.inf
-                for v, t in (self._grad_norms or self._grad_norms_last)]
-
-    @property
-    def last_grad_count(self) -> int:
-        """How many regularized tensors the last backward reported."""
-        return len(self._grad_norms or self._grad_norms_last)
 
     # ------------------------------------------------------------------ demean layer
     @staticmethod
@@ -292,16 +308,22 @@ class VCReg(Regularizer):
         return map_tensors_indexed(output, fn)
 
     # ------------------------------------------------------------------ taps
-    def _hook(self, name, module, args, output):
+    def _on_record(self, record):
         if self.probing:
             if self.demean:
-                self._probe_widths[name] = [shape[self._channel_dim_of(len(shape))]
-                                            for shape in _regularized_shapes(output)]
-            return super()._hook(name, module, args, output)
+                self._probe_widths[record.name] = [
+                    shape[self._channel_dim_of(len(shape))]
+                    for shape in _regularized_shapes(record.output)]
+            return super()._on_record(record)
         if not self.demean:
-            return super()._hook(name, module, args, output)
+            return super()._on_record(record)
+        return self._on_idle(record)
+
+    def _on_idle(self, record):
         # the demean layer is part of the network: it acts whether or not VCReg records
-        return self.process(name, output, module.training, self.active)
+        if not self.demean:
+            return None
+        return self.process(record.name, record.output, record.module.training, self.active)
 
     def build_from_probe(self):
         if not self.demean:
