@@ -133,6 +133,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .distributed import sum_over_ranks, world_info
+
 __all__ = ['vcreg_loss', 'vcreg_fast', 'vcreg_terms', 'batch_demean', 'vcreg_grad_share',
            'COV_SCALES']
 
@@ -245,36 +247,7 @@ class _Layout(NamedTuple):
 
 
 def _world_size(sync: bool) -> int:
-    if sync and dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over ranks; backward sums the gradients over ranks too.
-
-    Every rank computes the same loss from the reduced sums, so the backward
-    sum makes each rank's gradient that of the sum of all ranks' losses (see the
-    module docstring for why that is the DDP-correct scale). Written here
-    rather than using ``torch.distributed.nn.functional.all_reduce``, which has
-    the same semantics but is deprecated.
-    """
-
-    @staticmethod
-    def forward(ctx, tensor):
-        tensor = tensor.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(tensor)
-        return tensor
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(grad)
-        return grad
-
-
-def _sum_over_ranks(t: torch.Tensor, world_size: int) -> torch.Tensor:
-    return _AllReduceSum.apply(t) if world_size > 1 else t
+    return world_info(sync)[0]
 
 
 def _mean_and_covariance(z: torch.Tensor, layout: _Layout, world_size: int):
@@ -298,7 +271,7 @@ def _mean_and_covariance(z: torch.Tensor, layout: _Layout, world_size: int):
         n = int(count.item())
     if n < 2:
         raise _size_error(layout.shape, layout.given_channel_dim, n, layout.d)
-    mean = (_sum_over_ranks(total, world_size) / n).to(z.dtype)
+    mean = (sum_over_ranks(total, world_size) / n).to(z.dtype)
     if layout.batched:
         zc = z - mean[:, None]
         scatter = torch.bmm(zc, zc.transpose(1, 2)).sum(0)
@@ -306,7 +279,7 @@ def _mean_and_covariance(z: torch.Tensor, layout: _Layout, world_size: int):
         zc = z - mean
         scatter = zc.T @ zc
     del zc  # the n x d temporary (besides an fp16/bf16 upcast); free it early
-    return mean, _sum_over_ranks(scatter, world_size) / (n - 1), n, scatter
+    return mean, sum_over_ranks(scatter, world_size) / (n - 1), n, scatter
 
 
 # --------------------------------------------------------------------------- loss of C
@@ -657,7 +630,7 @@ def batch_demean(x: torch.Tensor,
             n = int(count.item())
         if n < 1:
             raise ValueError(f'batch_demean got no samples (x of shape {tuple(x.shape)})')
-        mean = _sum_over_ranks(total, world_size) / n
+        mean = sum_over_ranks(total, world_size) / n
         shape = [1] * x.dim()
         shape[k] = d
         return x - mean.to(x.dtype).view(shape), mean
