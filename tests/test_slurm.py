@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,15 @@ def test_slurm_train_two_cpu_tasks(slurm_cluster, small_data, tmp_path):
     out = run_tool('tools/slurm_train.sh', PARTITION, 'sslreg-slurm-test', CONFIG, work, *OPTS,
                    env=env, timeout=600)
 
-    # the job went through the cluster: 2 tasks, completed with exit code 0
-    job = subprocess.run(['scontrol', '-o', 'show', 'job'], capture_output=True, text=True,
-                         env=dict(os.environ, SLURM_CONF=env['SLURM_CONF'])).stdout
-    job = [ln for ln in job.splitlines() if 'JobName=sslreg-slurm-test' in ln]
+    # the job went through the cluster: 2 tasks, completed with exit code 0. srun returns
+    # when the tasks end; slurmctld may still show COMPLETING (epilog, cleanup) for a moment
+    for _ in range(60):
+        job = subprocess.run(['scontrol', '-o', 'show', 'job'], capture_output=True,
+                             text=True, env=dict(os.environ, SLURM_CONF=env['SLURM_CONF'])).stdout
+        job = [ln for ln in job.splitlines() if 'JobName=sslreg-slurm-test' in ln]
+        if not (len(job) == 1 and 'JobState=COMPLETING' in job[0]):
+            break
+        time.sleep(0.5)
     assert len(job) == 1, job
     assert 'JobState=COMPLETED' in job[0] and 'ExitCode=0:0' in job[0], job[0]
     assert re.search(rf'Partition={PARTITION}\b', job[0]) and 'NumTasks=2' in job[0], job[0]
