@@ -15,23 +15,9 @@
 # Classifier: 50 epochs, SGD lr 0.05, momentum 0.9, batch 256, no weight decay, cosine,
 # no warm-up, standardized features (sslreg's choices).
 # Digits twin (tests): mcr_semi_1pct_digits.py.
+_base_ = ['./_base_/frozen_linear_50e.py', './_base_/imagenet_224.py']
 protocol = dict(
     name='mcr_semi_1pct',
     paper='MCR: semi-supervised, 1% of the labels',
     dataset='ImageNet-1k',
-    mode='frozen',
-    labels='1%',
-    seed=0,
-    features=dict(type='pooled'),
-    epochs=50,
-    warmup_epochs=0,
-    lr=0.05,
-    momentum=0.9,
-    batch_size=256,
-    weight_decay=0.0,
-    standardize=True)
-linear_eval = dict(
-    train=dict(type='ImageNet', data_root='data/imagenet', split='train'),
-    val=dict(type='ImageNet', data_root='data/imagenet', split='val'),
-    size=224,
-    resize_short=256)
+    labels='1%')

@@ -13,22 +13,10 @@
 # 224 centre crops (no training augmentation), standardized with the training statistics,
 # SGD lr 0.05, momentum 0.9, batch 256, no weight decay.
 # Digits twin (tests): ser_last4cls_linear_50e_digits.py.
+_base_ = ['./_base_/frozen_linear_50e.py', './_base_/imagenet_224.py']
 protocol = dict(
     name='ser_last4cls_linear_50e',
     paper='SER (Lee et al., ICLR 2026): linear probe on the last-4 [CLS] tokens',
     dataset='ImageNet-1k',
-    mode='frozen',
     labels='100%',
-    features=dict(type='last_blocks_cls', num_blocks=4, norm_each=False),
-    epochs=50,
-    warmup_epochs=0,
-    lr=0.05,
-    momentum=0.9,
-    batch_size=256,
-    weight_decay=0.0,
-    standardize=True)
-linear_eval = dict(
-    train=dict(type='ImageNet', data_root='data/imagenet', split='train'),
-    val=dict(type='ImageNet', data_root='data/imagenet', split='val'),
-    size=224,
-    resize_short=256)
+    features=dict(type='last_blocks_cls', num_blocks=4, norm_each=False))

@@ -13,18 +13,9 @@
 # --protocol-options protocol.mode=finetune) trains the backbone too, the paper's fine-tuning
 # experiments (their SidAE w = 0.125 is a pre-training setting, in configs/sidae).
 # On the digits: configs/sidae/sidae_r18_digits.py with this file as it is.
+_base_ = ['./_base_/frozen_linear_50e.py']
 protocol = dict(
     name='sidae_labels_10pct',
     paper='SidAE: linear evaluation, 10% of the labels',
     dataset='CIFAR-10 / STL-10 / MNIST / Fashion-MNIST (the pre-training config\'s)',
-    mode='frozen',
-    labels='10%',
-    seed=0,
-    features=dict(type='pooled'),
-    epochs=50,
-    warmup_epochs=0,
-    lr=0.05,
-    momentum=0.9,
-    batch_size=256,
-    weight_decay=0.0,
-    standardize=True)
+    labels='10%')
