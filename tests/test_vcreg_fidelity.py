@@ -311,7 +311,7 @@ def test_demean_taps_are_refused_by_the_hook():
     hook = RegularizerHook(regularizers=dict(v=dict(type='VCReg', layers='backbone.layers.*',
                                                     demean=True)))
     runner = _FakeRunner(Toy().double())
-    with pytest.raises(ValueError, match='RegularizedModel'):
+    with pytest.raises(ValueError, match=r'needs a probe forward .*demean=True.*RegularizedModel'):
         hook.before_train(runner)
 
 

@@ -64,8 +64,11 @@ class RegularizerHook(Hook):
         for name, cfg in self.regularizer_cfgs.items():
             reg = MODELS.build(cfg)
             if reg.needs_probe or any(True for _ in reg.parameters()):
+                what = ('has parameters' if any(True for _ in reg.parameters()) else
+                        'needs a probe forward to size its state (e.g. the running mean of '
+                        'demean=True) before training')
                 raise ValueError(
-                    f'RegularizerHook: {type(reg).__name__} ({name!r}) has parameters, and a hook '
+                    f'RegularizerHook: {type(reg).__name__} ({name!r}) {what}, and a hook '
                     'runs after the optimizer and DDP are built. Declare it in the model: '
                     "model = dict(type='RegularizedModel', architecture=..., regularizers=...)")
             reg.attach(target)
