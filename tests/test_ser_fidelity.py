@@ -11,8 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, default_collate
-from mmengine.registry import MODELS, init_default_scope
-from mmengine.logging import MessageHub
+from mmengine.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
@@ -28,23 +27,9 @@ from sslreg.models.ser_dino import SERDINO
 pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parents[1]
-K = 2
-TINY = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 FAMILIES = ('rotation', 'flip', 'scale', 'group')
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _scope():
-    init_default_scope('mmpretrain')
-    MessageHub.get_current_instance().update_info('max_iters', 10)
+# the tiny ViTs and the autouse fixtures (one thread, mmpretrain scope) of the SER model tests
+from test_ser_models import K, TINY, _one_thread, _scope  # noqa: E402,F401
 
 
 def _moco_cfg(**ser):
