@@ -68,34 +68,58 @@ def _f(s):
     return float('nan') if s == 'n/a' else float(s)
 
 
-def test_quick_run_report(tmp_path):
+def _quick_run(tmp_path, only, seeds='0,1'):
     out, figs = tmp_path / 'evidence.md', tmp_path / 'fig'
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run(
-        [sys.executable, str(ROOT / 'tools/evidence/run.py'), '--quick', '--only', QUICK_ONLY,
-         '--seeds', '0,1', '--out', str(out), '--fig-dir', str(figs)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        [sys.executable, str(ROOT / 'tools/evidence/run.py'), '--quick', '--only', only,
+         '--seeds', seeds, '--out', str(out), '--fig-dir', str(figs)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'ETA' in proc.stdout
     text = out.read_text()
     assert '--quick' in text and 'commit `' in text
     assert re.search(r'commit `[0-9a-f]{40}', text)
-    for name in QUICK_ONLY.split(','):
+    for name in only.split(','):
         assert f'## {name}' in text
+    return text, figs
+
+
+def _check_rows(text, n):
+    """Every table row is complete and its verdict follows from its own CI."""
     rows = [l for l in text.splitlines() if l.startswith('| ') and '**' in l]
-    assert len(rows) >= 5 + 5 + 2
     for line in rows:
         m = ROW.match(line)
         assert m, f'malformed row: {line}'
         for k in ('claim', 'metric', 't', 'c'):
             assert m.group(k).strip(), line
         assert 'n/a' not in m.group('t') and 'n/a' not in m.group('c'), line
-        assert int(m.group('n')) == 2
+        assert int(m.group('n')) == n
         lo, hi = _f(m.group('lo')), _f(m.group('hi'))
         assert not (math.isnan(lo) or math.isnan(hi)), line
         assert lo <= _f(m.group('d')) <= hi
         direction = {'>': 'higher', '<': 'lower'}[m.group('sign')]
         assert m.group('v') == stats.verdict(lo, hi, direction), line
+    return rows
+
+
+def test_quick_run_report(tmp_path):
+    text, figs = _quick_run(tmp_path, QUICK_ONLY)
+    assert len(_check_rows(text, 2)) >= 5 + 5 + 2
     for png in ('vcreg_two_moons.png',):
         assert (figs / png).stat().st_size > 10_000
         assert f'fig/{png}' in text
+
+
+SSL_ONLY = 'ser_equivariance,mcr_entropy,sidae_low_label'
+
+
+def test_quick_run_of_the_ssl_experiments(tmp_path):
+    """SER, MCR and SidAE through their shipped configs: 3 + 4 + 4 rows, each checked, and
+    the checks (gradient shares, the regularizer's own term) filled with numbers."""
+    text, _ = _quick_run(tmp_path, SSL_ONLY)
+    assert len(_check_rows(text, 2)) == 3 + 4 + 4
+    for section in text.split('\n## ')[1:]:
+        checks = section.split('**Checks.**')[1]
+        assert 'nan' not in checks.split('\n- ')[1], section[:60]
+        assert re.search(r'[0-9.]+ ± [0-9.]+', checks.split('\n- ')[1]), section[:60]
