@@ -61,3 +61,42 @@ def free_port(span=1):
                 sock.close()
         return port
     raise RuntimeError('no free TCP port found')
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread_per_module():
+    """One intra-op thread for a module's tiny tensors: on 2 cores shared with other
+    jobs, two OpenMP threads per process spin against each other and make small steps
+    many times slower. A module opts in with
+    ``from conftest import one_thread_per_module  # noqa: F401`` (pytest finds fixtures
+    among a module's names)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class FakeLogger:
+    """What a hook's ``runner.logger.info`` needs, keeping the lines."""
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, msg):
+        self.lines.append(msg)
+
+
+class FakeRunner:
+    """The ``model``, ``logger`` and ``iter`` a hook reads from its runner."""
+
+    def __init__(self, model):
+        self.model, self.logger, self.iter = model, FakeLogger(), 0
+
+
+@pytest.fixture
+def mmpretrain_scope():
+    """MMEngine's default scope is process-global: a test that builds mmpretrain names
+    sets it itself rather than trust what the previous module left (mmdet, mmseg)."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')

@@ -24,9 +24,11 @@ CHECKPOINT its checkpoint (``none``: the random initialisation). The protocol co
 * ``features``: ``dict(type='pooled')`` (the backbone's last output, maps average-pooled:
   ResNets) or ``dict(type='last_blocks_cls', num_blocks=4, norm_each=False)`` (SER's /
   DINO's [CLS] tokens of the last 4 blocks concatenated; ViT / ``LateClsViT``);
-* classifier (``frozen`` and ``finetune``): SGD ``lr`` 0.05, ``momentum`` 0.9,
+* classifier (``frozen`` and ``finetune``): ``optimizer`` ``'sgd'`` (``'adamw'``: AdamW,
+  decoupled ``weight_decay``, momentum unused), ``lr`` 0.05, ``momentum`` 0.9,
   ``batch_size`` 256, ``weight_decay`` 0, ``epochs`` 50, per-iteration cosine after
-  ``warmup_epochs`` (0) of linear warm-up, features ``standardize``d with the training
+  ``warmup_epochs`` (0) of linear warm-up (``lr_steps=(4, 8, 12)``: x0.1 steps at those
+  epochs instead; ``nesterov`` False), features ``standardize``d with the training
   statistics (``frozen``); ``backbone_lr_mult`` (``finetune``);
 * ``name``, ``paper``, ``dataset``: written into the result (``dataset`` names the
   paper's dataset for the protocol).
@@ -72,7 +74,8 @@ MODES = ('frozen', 'finetune', 'knn')
 DEFAULT_PROTOCOL = dict(
     name=None, paper=None, dataset=None, mode='frozen', labels='1%',
     features=dict(type='pooled'), epochs=50, lr=0.05, momentum=0.9, batch_size=256,
-    weight_decay=0.0, warmup_epochs=0, standardize=True, backbone_lr_mult=1.0, seed=0,
+    weight_decay=0.0, warmup_epochs=0, lr_steps=(), nesterov=False, standardize=True,
+    backbone_lr_mult=1.0, seed=0, optimizer='sgd',
     knn=dict(k=5, metric='cosine', vote='majority', temperature=0.07))
 # command-line flag -> protocol key (a flag given explicitly wins over the protocol config)
 FLAGS = dict(labels='labels', epochs='epochs', lr='lr', momentum='momentum',
@@ -192,7 +195,27 @@ def build_backbone(cfg, checkpoint):
             raise SystemExit(f'{checkpoint} has no weights under {path}. or backbone.; '
                              f'its keys start with {sorted({k.split(".")[0] for k in state})}')
         backbone.load_state_dict(found, strict=True)
+        load_regularizer_state(model, state)
     return backbone, model.data_preprocessor, path
+
+
+def load_regularizer_state(model, state):
+    """A ``RegularizedModel``'s regularizers from the checkpoint's ``regularizers.*``.
+
+    VCReg's ``demean=True`` layers act inside the backbone (forward hooks on its blocks),
+    their running means live in ``regularizers.*``: without them the evaluated backbone
+    would subtract zeros, not the means its later blocks were trained after."""
+    regs = getattr(model, 'regularizers', None)
+    if not isinstance(regs, torch.nn.ModuleDict) or not regs.state_dict():
+        return
+    sub = {k[len('regularizers.'):]: v for k, v in state.items()
+           if k.startswith('regularizers.')}
+    if sub:
+        regs.load_state_dict(sub, strict=True)
+    elif any('running_mean' in k for k in regs.state_dict()):
+        print('WARNING: the checkpoint has no regularizers.* state: the backbone runs with '
+              "VCReg's demean layers at zero running means (evaluate the wrapped checkpoint, "
+              'not a stripped one)')
 
 
 def _strip_pretrained(node):
@@ -285,19 +308,21 @@ def _pretraining_split(cfg, split):
     return dict(base, split=split)
 
 
-def build_eval_dataset(dataset_cfg, size, resize_short=None):
+def build_eval_dataset(dataset_cfg, size, resize_short=None, interpolation='bilinear'):
     """The dataset with the evaluation pipeline: load if needed, gray -> 3 channels,
     resize (``size`` x ``size``, or the short side to ``resize_short`` then a centre
-    crop of ``size``), pack."""
+    crop of ``size``; Pillow's ``interpolation``: 'bilinear', or 'bicubic' for
+    tools/transfer_eval.py), pack."""
     from mmengine.registry import DATASETS
     dataset_cfg = dict(dataset_cfg)
     dataset_cfg.pop('pipeline', None)
     if resize_short:
         resize = [dict(type='ResizeEdge', scale=int(resize_short), edge='short',
-                       backend='pillow'),
+                       backend='pillow', interpolation=interpolation),
                   dict(type='CenterCrop', crop_size=size)]
     else:
-        resize = [dict(type='Resize', scale=(size, size), backend='pillow')]
+        resize = [dict(type='Resize', scale=(size, size), backend='pillow',
+                       interpolation=interpolation)]
     dataset_cfg['pipeline'] = [_LoadIfNeeded(), _ThreeChannels(), *resize,
                                dict(type='PackInputs')]
     return DATASETS.build(dataset_cfg)
@@ -374,7 +399,9 @@ def run(args):
     subset = label_subset(train_labels, fraction, seed)
     hyper = dict(epochs=protocol['epochs'], lr=protocol['lr'], momentum=protocol['momentum'],
                  batch_size=protocol['batch_size'], weight_decay=protocol['weight_decay'],
-                 warmup_epochs=protocol['warmup_epochs'], seed=seed)
+                 warmup_epochs=protocol['warmup_epochs'], seed=seed,
+                 lr_steps=[int(e) for e in protocol['lr_steps']],
+                 nesterov=bool(protocol['nesterov']), optimizer=protocol['optimizer'])
     workers = args.num_workers
     if mode == 'finetune':
         x, y = stacked(image_batches(train_set, subset, num_workers=workers), size)

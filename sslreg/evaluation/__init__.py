@@ -9,6 +9,8 @@
   records the layers those diagnostics read in val/test;
 * :mod:`.linear_probe`, :mod:`.knn` -- the frozen-feature linear / kNN probe for the
   small data;
+* :mod:`.transfer` -- VCReg's transfer probe (Table 1, App. C.1): L2-regularized logistic
+  regression by L-BFGS, lambda picked on validation data (tools/transfer_eval.py);
 * :mod:`.vessel_dice` -- ``VesselDiceMetric`` (the vessel-segmentation Dice).
 
 Imports no model class (``sslreg.architecture`` finds a model's architecture;
@@ -24,6 +26,8 @@ from .layer_features import LayerFeatureHook, pool_features
 from .linear_probe import (cls_block_indices, extract_features, feature_extractor, finetune,
                            knn_accuracy, label_subset, last_blocks_cls, linear_probe,
                            per_class_count, pooled, pooled_output, train_linear_classifier)
+from .transfer import (fit_logistic_regression, holdout_split, lambda_grid, select_lambda,
+                       sklearn_C, transfer_probe)
 from .vessel_dice import VesselDiceMetric
 
 __all__ = [
@@ -38,6 +42,9 @@ __all__ = [
     'extract_features', 'knn_accuracy', 'linear_probe', 'label_subset', 'per_class_count',
     'train_linear_classifier', 'finetune', 'pooled', 'pooled_output', 'last_blocks_cls',
     'cls_block_indices', 'feature_extractor', 'knn_predict', 'knn_top1',
+    # transfer (logistic regression)
+    'fit_logistic_regression', 'holdout_split', 'lambda_grid', 'select_lambda', 'sklearn_C',
+    'transfer_probe',
     # segmentation
     'VesselDiceMetric',
 ]

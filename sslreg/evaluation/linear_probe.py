@@ -141,11 +141,15 @@ def per_class_count(n: int, fraction: float) -> int:
     return n if fraction == 1 else max(1, int(round(fraction * n)))
 
 
-def _lr_at(base_lr: float, step: int, total: int, warmup: int = 0) -> float:
+def _lr_at(base_lr: float, step: int, total: int, warmup: int = 0,
+           milestones: Sequence[int] = ()) -> float:
     """Per-iteration learning rate: linear warm-up over ``warmup`` steps (none by
-    default), then a cosine from ``base_lr`` to 0 over the remaining steps."""
+    default), then a cosine from ``base_lr`` to 0 over the remaining steps, or, given
+    ``milestones`` (steps), ``base_lr`` times 0.1 per milestone passed (a step schedule)."""
     if step < warmup:
         return base_lr * (step + 1) / warmup
+    if milestones:
+        return base_lr * 0.1 ** sum(step >= m for m in milestones)
     return 0.5 * base_lr * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
 
 
@@ -153,13 +157,34 @@ def _cosine_lr(base_lr: float, step: int, total: int) -> float:
     return _lr_at(base_lr, step, total)
 
 
+#: ``optimizer`` of the linear / fine-tuning protocols: SGD (momentum, ``nesterov``) or
+#: AdamW (torch's defaults betas=(0.9, 0.999), eps=1e-8; decoupled ``weight_decay``;
+#: ``momentum`` and ``nesterov`` unused), e.g. the VCReg paper's hierarchical probe.
+OPTIMIZERS = ('sgd', 'adamw')
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0, nesterov: bool = False):
+    """``torch.optim.SGD`` or ``AdamW`` (:data:`OPTIMIZERS`) over ``params``."""
+    if name == 'sgd':
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               nesterov=nesterov)
+    if name == 'adamw':
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f'optimizer must be one of {OPTIMIZERS}, got {name!r}')
+
+
 def train_linear_classifier(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int,
                             epochs: int = 50, lr: float = 0.05, momentum: float = 0.9,
                             batch_size: int = 256, weight_decay: float = 0.0, seed: int = 0,
-                            standardize: bool = True, warmup_epochs: int = 0) -> nn.Module:
-    """Linear classifier on frozen features, SGD with a cosine learning rate (per
+                            standardize: bool = True, warmup_epochs: int = 0,
+                            lr_steps: Sequence[int] = (), nesterov: bool = False,
+                            optimizer: str = 'sgd') -> nn.Module:
+    """Linear classifier on frozen features, SGD (``optimizer='adamw'``: AdamW,
+    :func:`make_optimizer`) with a cosine learning rate (per
     iteration, after ``warmup_epochs`` of linear warm-up: none by default) over
-    ``epochs`` of shuffled mini-batches.
+    ``epochs`` of shuffled mini-batches; ``lr_steps`` (epochs, e.g. ``(4, 8, 12)``)
+    replaces the cosine by x0.1 steps at those epochs; ``nesterov`` momentum.
 
     With ``standardize`` the features are centred and scaled by the statistics of the
     training features (what a non-affine BatchNorm before the classifier does at test
@@ -173,19 +198,19 @@ def train_linear_classifier(train_x: torch.Tensor, train_y: torch.Tensor, num_cl
     with torch.no_grad():
         clf.weight.normal_(0, 0.01, generator=gen)
         clf.bias.zero_()
-    opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=momentum,
-                          weight_decay=weight_decay)
+    opt = make_optimizer(optimizer, clf.parameters(), lr, momentum, weight_decay, nesterov)
     x = norm(train_x)
     n = x.shape[0]
     per_epoch = (n + batch_size - 1) // batch_size
     total, step, warmup = epochs * per_epoch, 0, warmup_epochs * per_epoch
+    milestones = [int(e) * per_epoch for e in lr_steps]
     with torch.enable_grad():
         for _ in range(epochs):
             order = torch.randperm(n, generator=gen)
             for i in range(per_epoch):
                 idx = order[i * batch_size:(i + 1) * batch_size]
                 for group in opt.param_groups:
-                    group['lr'] = _lr_at(lr, step, total, warmup)
+                    group['lr'] = _lr_at(lr, step, total, warmup, milestones)
                 loss = F.cross_entropy(clf(x[idx]), train_y[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -309,25 +334,26 @@ def finetune(backbone: nn.Module, num_classes: int, feat_dim: int, images: torch
              labels: torch.Tensor, normalize, epochs: int = 50, lr: float = 0.05,
              momentum: float = 0.9, batch_size: int = 256, weight_decay: float = 0.0,
              seed: int = 0, backbone_lr_mult: float = 1.0, warmup_epochs: int = 0,
-             features: Optional[Callable] = None) -> nn.Module:
+             features: Optional[Callable] = None, lr_steps: Sequence[int] = (),
+             nesterov: bool = False, optimizer: str = 'sgd') -> nn.Module:
     """Backbone + linear classifier trained end to end (BN in training mode) with the
-    same SGD/cosine protocol; ``images`` are raw (uint8) and ``normalize`` maps a batch
-    of them to the network's input; ``features(backbone, x)`` reads the classifier's
-    input (default :func:`pooled_output`). Returns a module whose ``forward`` gives
-    logits."""
+    same SGD/cosine (or ``lr_steps``) protocol; ``images`` are raw (uint8) and
+    ``normalize`` maps a batch of them to the network's input; ``features(backbone, x)``
+    reads the classifier's input (default :func:`pooled_output`). Returns a module whose
+    ``forward`` gives logits."""
     gen = torch.Generator().manual_seed(seed)
     head = nn.Linear(feat_dim, num_classes)
     with torch.no_grad():
         head.weight.normal_(0, 0.01, generator=gen)
         head.bias.zero_()
     model = _Classifier(backbone, head, features)
-    opt = torch.optim.SGD([
+    opt = make_optimizer(optimizer, [
         dict(params=backbone.parameters(), lr=lr * backbone_lr_mult, mult=backbone_lr_mult),
-        dict(params=head.parameters(), lr=lr, mult=1.0)], lr=lr, momentum=momentum,
-        weight_decay=weight_decay)
+        dict(params=head.parameters(), lr=lr, mult=1.0)], lr, momentum, weight_decay, nesterov)
     n = images.shape[0]
     per_epoch = (n + batch_size - 1) // batch_size
     total, step, warmup = epochs * per_epoch, 0, warmup_epochs * per_epoch
+    milestones = [int(e) * per_epoch for e in lr_steps]
     model.train()
     with torch.enable_grad():
         for _ in range(epochs):
@@ -337,7 +363,7 @@ def finetune(backbone: nn.Module, num_classes: int, feat_dim: int, images: torch
                 if idx.numel() < 2 and n >= 2:  # BN needs two samples
                     idx = order[-2:]
                 for group in opt.param_groups:
-                    group['lr'] = _lr_at(lr, step, total, warmup) * group['mult']
+                    group['lr'] = _lr_at(lr, step, total, warmup, milestones) * group['mult']
                 loss = F.cross_entropy(model(normalize(images[idx])), labels[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -357,5 +383,6 @@ class _Classifier(nn.Module):
         return self.head(self.features(self.backbone, x))
 
 
-__all__ += ['label_subset', 'per_class_count', 'train_linear_classifier', 'finetune', 'pooled',
-            'pooled_output', 'last_blocks_cls', 'cls_block_indices', 'feature_extractor']
+__all__ += ['label_subset', 'make_optimizer', 'OPTIMIZERS', 'per_class_count',
+            'train_linear_classifier', 'finetune', 'pooled', 'pooled_output',
+            'last_blocks_cls', 'cls_block_indices', 'feature_extractor']

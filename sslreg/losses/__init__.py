@@ -6,6 +6,9 @@ One paper per module, its docstring the paper's equations with the paper's symbo
 * :mod:`.sim` -- SIM / ρSIM (Self Identity Mapping): block reconstruction losses;
 * :mod:`.vcreg` -- VCReg (Variance-Covariance Regularization): Eq. 2, Algorithm 1's
   fast backward, the batch demean;
+* :mod:`.vicreg` -- VICReg's SSL loss (Bardes et al.), its variance/covariance terms
+  VCReg's with VICReg's scaling;
+* :mod:`.decov` -- DeCov (Cogswell et al.), the VCReg paper's covariance-penalty baseline;
 * :mod:`.ser` -- SER (Soft Equivariance Regularization): patch-wise NT-Xent between
   token maps;
 * :mod:`.mec` -- MCR's maximum-entropy-coding losses (L_comp, L_mcr);
@@ -13,6 +16,7 @@ One paper per module, its docstring the paper's equations with the paper's symbo
 * :mod:`.sidae` -- SidAE: SimSiam plus the denoising-autoencoder loss;
 * :mod:`.distributed` -- the collectives they share (not a paper).
 """
+from .decov import decov_covariance, decov_loss
 from .dino import DINOLoss
 from .distributed import (all_gather_plain, all_gather_with_grad, all_reduce_sum_, rank_mean,
                           sum_over_ranks, world_info)
@@ -23,6 +27,7 @@ from .sim import (LOSS_KINDS, PREDICTOR_POSITIONS, TOKEN_COUNTS, gather_tokens,
                   num_sampled_tokens, resample_to, rho_sim_block_loss, sample_token_indices,
                   sim_block_loss, sim_reconstruction_loss, standardize, to_tokens)
 from .vcreg import COV_SCALES, batch_demean, vcreg_fast, vcreg_grad_share, vcreg_loss, vcreg_terms
+from .vicreg import vicreg_loss, vicreg_terms
 
 __all__ = [
     # sim
@@ -31,6 +36,8 @@ __all__ = [
     'rho_sim_block_loss', 'sim_block_loss', 'num_sampled_tokens',
     # vcreg
     'vcreg_loss', 'vcreg_fast', 'vcreg_terms', 'batch_demean', 'vcreg_grad_share', 'COV_SCALES',
+    # vicreg, decov
+    'vicreg_loss', 'vicreg_terms', 'decov_loss', 'decov_covariance',
     # ser
     'patch_nt_xent', 'ser_equivariance_loss', 'ser_token_map_loss', 'flatten_maps',
     # mec

@@ -2,10 +2,12 @@
 """Make the small real-image data sets that sslreg's configs, demos and tests run on.
 
     python tools/data/make_small_datasets.py [--out data/small]
-                                             [--only cub,imagenet,coco,fundus] [--force]
+                                             [--only cub,imagenet,coco,fundus,...]
+                                             [--force]
 
 ``make data`` runs it; the configs read ``data/small/<name>`` (git ignores ``data/``).
-``--only`` also takes single fundus sets: drive, stare, chase_db1, hrf.
+``--only`` also takes single fundus sets: drive, stare, chase_db1, hrf; and cifar10,
+cifar100, svhn (digits_cifar10, digits_cifar100, digits_svhn; all in the default).
 
 Everything is made from images that installed packages ship, so nothing is downloaded:
 
@@ -52,6 +54,20 @@ digits_coco/       the COCO layout read by ``mmdet.datasets.CocoDataset``
     segmentation = its outer polygons (pycocotools rasterises them back to the
     mask but for the odd pixel where two pixels touch only at a corner, so Mask R-CNN can
     train); area = the area of that rasterised segmentation, as in COCO; iscrowd 0.
+digits_cifar10/    CIFAR-10's python layout (mmpretrain ``CIFAR10``'s files)
+    cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta: 500 train (50/class,
+    100 a batch) / 200 test (20/class) 32x32 RGB digits, classes shuffled together,
+    label_names '0'..'9'. The files' md5s are not CIFAR's, which mmpretrain's CIFAR10
+    checks: read them with sslreg's ``UncheckedCIFAR10`` (``--cfg-options
+    train_dataloader.dataset.type=UncheckedCIFAR10``).
+digits_cifar100/   CIFAR-100's python layout: cifar-100-python/train, test, meta, the same
+    digits; fine_labels = the digit (0..9 of the 100), coarse_labels = CIFAR-100's
+    superclass of that fine label (``CIFAR100_FINE_TO_COARSE``; digits 6 and 7 share one).
+    Read with ``UncheckedCIFAR100`` or ``CIFAR100Coarse(check_md5=False)``.
+digits_svhn/       SVHN's train_32x32.mat / test_32x32.mat (X uint8 (32, 32, 3, N), y (N, 1),
+    the digit 0 stored as 10), the same digits; read by sslreg's ``SVHN``.
+    The three are written by sslreg/datasets/layouts.py (``write_cifar10``,
+    ``write_cifar100``, ``write_svhn``; tests call them on their own arrays).
 DRIVE/, STARE/, CHASE_DB1/, HRF/   fundus vessel segmentation in mmseg 1.x's layout
     images/{training,validation}/<name>.png           RGB crops of the retina photograph
     annotations/{training,validation}/<name><suffix>  single-channel 8-bit PNG, 0 background,
@@ -108,6 +124,9 @@ N_TEST_POOL = 597            # the rest (1,200) is the train pool
 CUB_TRAIN_PER_CLASS = 60
 CUB_TEST_PER_CLASS = 30
 
+LAYOUT_TRAIN_PER_CLASS = 50  # digits_cifar10, digits_cifar100, digits_svhn
+LAYOUT_TEST_PER_CLASS = 20
+
 COCO_SIZE = 128
 COCO_N_TRAIN = 160
 COCO_N_VAL = 40
@@ -142,8 +161,10 @@ GROUPS = {
     'cub': ('digits_cub',), 'imagenet': ('digits_imagenet',), 'coco': ('digits_coco',),
     'fundus': tuple(FUNDUS_SPECS),
     'drive': ('DRIVE',), 'stare': ('STARE',), 'chase_db1': ('CHASE_DB1',), 'hrf': ('HRF',),
+    'cifar10': ('digits_cifar10',), 'cifar100': ('digits_cifar100',),
+    'svhn': ('digits_svhn',),
 }
-DEFAULT_ONLY = ('cub', 'imagenet', 'coco', 'fundus')
+DEFAULT_ONLY = ('cub', 'imagenet', 'coco', 'fundus', 'cifar10', 'cifar100', 'svhn')
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -306,6 +327,74 @@ def make_digits_imagenet(out=DEFAULT_OUT, force=False):
             counts[split] = len(lines)
         return dict(**counts, classes=10, image_size=f'{DIGIT_SIZE}x{DIGIT_SIZE}')
     return _build_atomically(out, 'digits_imagenet', force, build)
+
+
+# ----------------------------------------------------------------------------- CIFAR, SVHN
+@functools.lru_cache(maxsize=None)
+def layouts():
+    """sslreg/datasets/layouts.py, the writers of the CIFAR and SVHN layouts (numpy and
+    scipy only), loaded by its path: no OpenMMLab import for making data."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'sslreg_layouts', REPO_ROOT / 'sslreg' / 'datasets' / 'layouts.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _layout_splits():
+    """(train, test) = ((images (N, 32, 32, 3), digits), ...): LAYOUT_TRAIN_PER_CLASS /
+    LAYOUT_TEST_PER_CLASS digits a class from the train / test pool, in a fixed shuffled
+    order (as CIFAR's batches mix the classes)."""
+    imgs, y = load_digit_images()
+    rng = np.random.RandomState(10)
+    out = []
+    for pool, n in zip(digit_pools(), (LAYOUT_TRAIN_PER_CLASS, LAYOUT_TEST_PER_CLASS)):
+        idx = np.array(_first_per_class(pool, y, n))
+        idx = idx[rng.permutation(len(idx))]
+        out.append((np.repeat(imgs[idx][..., None], 3, axis=3), y[idx]))
+    return out
+
+
+def _layout_summary(train, test, **extra):
+    return dict(train=len(train[1]), test=len(test[1]), classes=10,
+                image_size=f'{DIGIT_SIZE}x{DIGIT_SIZE}', **extra)
+
+
+def make_digits_cifar10(out=DEFAULT_OUT, force=False):
+    """digits_cifar10: CIFAR-10's python layout (cifar-10-batches-py/)."""
+    def build(root):
+        train, test = _layout_splits()
+        layouts().write_cifar10(root, train, test, label_names=DIGIT_COCO_CLASSES)
+        return _layout_summary(train, test, reader='UncheckedCIFAR10 (md5s are not CIFAR\'s)')
+    return _build_atomically(out, 'digits_cifar10', force, build)
+
+
+def make_digits_cifar100(out=DEFAULT_OUT, force=False):
+    """digits_cifar100: CIFAR-100's python layout (cifar-100-python/); fine label = the
+    digit, coarse label = CIFAR-100's superclass of that fine label."""
+    def build(root):
+        lay = layouts()
+        (tr_x, tr_y), (te_x, te_y) = _layout_splits()
+        coarse = np.array(lay.CIFAR100_FINE_TO_COARSE)
+        fine_names = list(DIGIT_CLASSES) + [f'unused_{c}' for c in range(10, 100)]
+        lay.write_cifar100(root, (tr_x, tr_y, coarse[tr_y]), (te_x, te_y, coarse[te_y]),
+                           fine_label_names=fine_names,
+                           coarse_label_names=lay.CIFAR100_COARSE_CATEGORIES)
+        return _layout_summary((tr_x, tr_y), (te_x, te_y),
+                               coarse_classes_used=len(set(coarse[tr_y].tolist())),
+                               reader='UncheckedCIFAR100, CIFAR100Coarse(check_md5=False)')
+    return _build_atomically(out, 'digits_cifar100', force, build)
+
+
+def make_digits_svhn(out=DEFAULT_OUT, force=False):
+    """digits_svhn: SVHN's train_32x32.mat / test_32x32.mat (digit 0 stored as 10)."""
+    def build(root):
+        train, test = _layout_splits()
+        layouts().write_svhn(root, 'train', *train)
+        layouts().write_svhn(root, 'test', *test)
+        return _layout_summary(train, test, reader='SVHN')
+    return _build_atomically(out, 'digits_svhn', force, build)
 
 
 # ----------------------------------------------------------------------------- coco
@@ -538,6 +627,8 @@ def make_hrf(out=DEFAULT_OUT, force=False):
 MAKERS = {
     'digits_cub': make_digits_cub, 'digits_imagenet': make_digits_imagenet,
     'digits_coco': make_digits_coco,
+    'digits_cifar10': make_digits_cifar10, 'digits_cifar100': make_digits_cifar100,
+    'digits_svhn': make_digits_svhn,
     **{n: functools.partial(make_fundus, n) for n in FUNDUS_SPECS},
 }
 

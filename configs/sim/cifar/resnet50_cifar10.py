@@ -1,0 +1,6 @@
+# ResNet-50 on CIFAR-10, no regularizer: the baseline of the SIM paper's Table 2.
+# Backbone: mmpretrain's ResNet_CIFAR (the ImageNet ResNet-50, 3+4+6+3 blocks, with a
+# 3x3 stride-1 stem and no max pooling: 32 px inputs, stages at 32/16/8/4 px), as the
+# paper's CIFAR ResNets. Recipe: ./_base_/cifar10_recipe.py (App. E.5). Its rhoSIM twin:
+# resnet50_cifar10_rhosim.py.
+_base_ = ['mmpretrain::_base_/models/resnet50_cifar.py', './_base_/cifar10_recipe.py']

@@ -1,0 +1,12 @@
+# CIFAR-100-LT (LDAM's exponential long tail of the CIFAR-100 training set) with the
+# long-tail recipe; the thin files set the imbalance factor (10, 50, 100).
+_base_ = ['mmpretrain::_base_/datasets/cifar100_bs16.py', './resnet32_adamw-100e_lt.py']
+
+model = dict(head=dict(num_classes=100))
+train_dataloader = dict(
+    batch_size=256, num_workers=4,
+    dataset=dict(_delete_=True, type='LongTailDataset', imbalance_factor=100, seed=0,
+                 dataset={{_base_.train_dataloader.dataset}}))
+val_dataloader = dict(batch_size=256, num_workers=4)
+test_dataloader = val_dataloader
+optim_wrapper = dict(optimizer=dict(lr=0.008))
