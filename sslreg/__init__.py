@@ -84,6 +84,19 @@ def __getattr__(name):
 
 
 def _import_openmmlab_part():
+    # Eager on purpose. Measured (2026-12, 2 cores, one at a time): `import sslreg` is
+    # 3.6 s of imports: torch 1.1 s, mmengine.runner + mmcv 0.7 s, mmpretrain.models 1.8 s
+    # (with the mmdet.models, torchvision, scipy and sklearn it pulls in), mmseg.evaluation
+    # 0.02 s, sslreg's own code 0.07 s. A config's custom_imports=['sslreg'] must register
+    # every name it uses, and MMEngine's root registries cannot import a module on lookup.
+    # Deferring the frameworks would not pay in a run either: sslreg.models subclasses
+    # mmpretrain classes (LateClsViT, TransferViT, SER*, SidAE) and sslreg.evaluation an
+    # mmseg metric (VesselDiceMetric), and the frameworks import each other --
+    # mmpretrain.models imports mmdet.models (ResLayerExtraNorm), mmdet.models mmpretrain,
+    # mmseg.models mmdet -- so whichever default_scope a config has, its first model
+    # build imports mmpretrain and mmdet anyway (and mmseg costs 0.02 s after them).
+    # What is avoidable, `tools/train.py --help` and the like, the tools avoid: they parse
+    # their arguments before importing sslreg (tools/_cli.py).
     global openmmlab_available
     from . import compat
     compat.apply()

@@ -21,13 +21,7 @@ SMALL_RESNET = ['model.algorithm.backbone.base_channels=8',
                 'model.algorithm.backbone.stem_channels=8']
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One intra-op thread (2 shared cores: two OpenMP threads per process spin)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from conftest import one_thread_per_module  # noqa: E402,F401  (autouse: one thread)
 
 
 @pytest.fixture(scope='module')

@@ -42,12 +42,7 @@ S16_INPUT, DIGITS_INPUT = (2, 3, 160, 240), (2, 3, 96, 128)
 EMA_PREFIX = {'mocov3': 'momentum_encoder.module.0.', 'dino': 'teacher.module.0.'}
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from conftest import one_thread_per_module  # noqa: E402,F401  (autouse: one thread)
 
 
 def _load(path):

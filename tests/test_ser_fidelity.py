@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ('rotation', 'flip', 'scale', 'group')
 # the tiny ViTs and the autouse fixtures (one thread, mmpretrain scope) of the SER model tests
-from test_ser_models import K, TINY, _one_thread, _scope  # noqa: E402,F401
+from test_ser_models import K, TINY, _scope, one_thread_per_module  # noqa: E402,F401
 
 
 def _moco_cfg(**ser):

@@ -14,13 +14,7 @@ D4 = list(G.ELEMENTS_D4)
 SCALED = [G.GroupElement(r, f, (0.75, 1.25)) for r in range(4) for f in (False, True)]
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barriers on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from conftest import one_thread_per_module  # noqa: E402,F401  (autouse: one thread)
 
 
 def _close(a: G.GroupElement, b: G.GroupElement) -> bool:

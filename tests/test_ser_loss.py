@@ -14,13 +14,7 @@ from sslreg.losses.ser import flatten_maps, patch_nt_xent, ser_equivariance_loss
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barriers on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from conftest import one_thread_per_module  # noqa: E402,F401  (autouse: one thread)
 
 
 def brute_force(u, v, ids, tau):

@@ -20,13 +20,7 @@ K = 2  # cls_insert_layer of the tiny ViTs
 TINY = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barriers on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from conftest import one_thread_per_module  # noqa: E402,F401  (autouse: one thread)
 
 
 @pytest.fixture(autouse=True)

@@ -22,14 +22,7 @@ SSL_CONFIGS = {
 DET_CONFIG = 'configs/ser/retinanet_ser-vit-tiny-p8-frozen_simple-pyramid_digits-coco.py'
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast as two on an idle machine and several
-    times faster on a loaded one (no OpenMP barriers waiting on descheduled threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from conftest import one_thread_per_module  # noqa: E402,F401  (autouse: one thread)
 
 
 class _Snapshot(Hook):

@@ -15,14 +15,7 @@ from sslreg.models.sidae import SidAEDecoder
 init_default_scope('mmpretrain')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One intra-op thread: on a 2-core machine shared with other jobs, two OpenMP threads
-    per process spin against each other and make these small steps ~40x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from conftest import one_thread_per_module  # noqa: E402,F401  (autouse: one thread)
 
 
 def simsiam_parts():

@@ -434,17 +434,7 @@ def test_fast_grad_norms_are_the_norms_of_added_and_incoming_gradients(shape, ch
     assert incoming_sq == pytest.approx(w.square().sum().item(), rel=1e-12)
 
 
-class _Logger:
-    def __init__(self):
-        self.lines = []
-
-    def info(self, msg):
-        self.lines.append(msg)
-
-
-class _FakeRunner:
-    def __init__(self, model):
-        self.model, self.logger, self.iter = model, _Logger(), 0
+from conftest import FakeRunner as _FakeRunner  # noqa: E402
 
 
 def test_wrapper_logs_the_grad_share_of_its_vcreg_once(monkeypatch):

@@ -2,9 +2,9 @@
 decides). Arguments as in the frameworks' tools/test.py."""
 import argparse
 
-import sslreg  # noqa: F401  registers sslreg's modules, applies sslreg.compat
-from sslreg.launch import (add_common_args, build_runner, default_collate_for_mmpretrain,
-                           load_config, parse_args, set_work_dir)
+# Only the light command line here: torch, OpenMMLab and sslreg are imported in main(),
+# once the arguments are parsed, so --help answers at once (tools/_cli.py).
+from _cli import add_common_args, add_non_strict_arg, parse_args
 
 
 def arg_parser():
@@ -13,6 +13,7 @@ def arg_parser():
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='save drawn predictions to this directory')
+    add_non_strict_arg(parser, 'the checkpoint')
     return add_common_args(parser)
 
 
@@ -35,6 +36,10 @@ def enable_visualization(cfg, show_dir):
 
 def main():
     args = parse_args(arg_parser())
+    import sslreg  # noqa: F401  registers sslreg's modules, applies sslreg.compat
+    from sslreg.checkpoint_fit import check_checkpoint_fit
+    from sslreg.launch import build_runner, default_collate_for_mmpretrain, load_config, \
+        set_work_dir
     cfg = load_config(args.config, args.cfg_options)
     set_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
@@ -47,7 +52,8 @@ def main():
         evaluator = cfg.test_evaluator
         evaluator = list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
         cfg.test_evaluator = evaluator + [dict(type='DumpResults', out_file_path=args.out)]
-    runner = build_runner(cfg, args.launcher)
+    runner = build_runner(cfg, args.launcher, quiet=args.quiet)
+    check_checkpoint_fit(runner.model, args.checkpoint, strict=not args.non_strict)
     runner.test()
 
 

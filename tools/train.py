@@ -2,10 +2,9 @@
 without sslreg regularizers. Arguments as in mmpretrain's tools/train.py."""
 import argparse
 
-import torch
-import sslreg  # noqa: F401  registers sslreg's modules, applies sslreg.compat
-from sslreg.launch import (add_common_args, build_runner, default_collate_for_mmpretrain,
-                           load_config, parse_args, set_work_dir)
+# Only the light command line here: torch, OpenMMLab and sslreg are imported once the
+# arguments are parsed (in merge_args / main), so --help answers at once (tools/_cli.py).
+from _cli import add_common_args, add_non_strict_arg, parse_args
 
 
 def arg_parser():
@@ -21,10 +20,13 @@ def arg_parser():
                         help='scale the lr by actual / base batch size (config auto_scale_lr)')
     parser.add_argument('--no-pin-memory', action='store_true')
     parser.add_argument('--no-persistent-workers', action='store_true')
+    add_non_strict_arg(parser, "the config's load_from checkpoint (not --resume)")
     return add_common_args(parser)
 
 
 def merge_args(cfg, args):
+    import torch
+    from sslreg.launch import add_tool_hooks, default_collate_for_mmpretrain
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp:
@@ -43,6 +45,7 @@ def merge_args(cfg, args):
                              'dict(base_batch_size=...); add one.')
         cfg.auto_scale_lr.enable = True
     default_collate_for_mmpretrain(cfg)
+    add_tool_hooks(cfg)  # RNGStateHook (bit-exact --resume), RunSummaryHook
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field)
         if not loader:
@@ -56,10 +59,15 @@ def merge_args(cfg, args):
 
 def main():
     args = parse_args(arg_parser())
+    import sslreg  # noqa: F401  registers sslreg's modules, applies sslreg.compat
+    from sslreg.checkpoint_fit import check_checkpoint_fit
+    from sslreg.launch import build_runner, load_config, set_work_dir
     cfg = load_config(args.config, args.cfg_options)
     set_work_dir(cfg, args.config, args.work_dir)
     merge_args(cfg, args)
-    runner = build_runner(cfg, args.launcher)
+    runner = build_runner(cfg, args.launcher, quiet=args.quiet)
+    if cfg.get('load_from') and not cfg.get('resume'):
+        check_checkpoint_fit(runner.model, cfg.load_from, strict=not args.non_strict)
     runner.train()
 
 

@@ -25,3 +25,6 @@ default_hooks = dict(logger=dict(type='LoggerHook', interval=5),
                      checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
 randomness = dict(seed=0)
 auto_scale_lr = dict(base_batch_size=32)
+# Logged to TensorBoard too (tensorboard --logdir <work_dir>/<timestamp>/vis_data), beside
+# scalars.json; the visualizer type stays the framework's (its default_runtime.py).
+visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])

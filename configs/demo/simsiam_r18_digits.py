@@ -33,3 +33,6 @@ param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0)]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=5),
                      checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
 randomness = dict(seed=0)
+# Logged to TensorBoard too (tensorboard --logdir <work_dir>/<timestamp>/vis_data), beside
+# scalars.json; the visualizer type stays the framework's (its default_runtime.py).
+visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])

@@ -21,3 +21,6 @@ default_hooks = dict(logger=dict(type='LoggerHook', interval=5, log_metric_by_ep
                      checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=20,
                                      max_keep_ckpts=2))
 randomness = dict(seed=0)
+# Logged to TensorBoard too (tensorboard --logdir <work_dir>/<timestamp>/vis_data), beside
+# scalars.json; the visualizer type stays the framework's (its default_runtime.py).
+visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])

@@ -4,10 +4,10 @@ from typing import Dict, Optional
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, MODELS
 
-from ..architecture import architecture_of, is_regularized_model, unwrap_model
-from ..regularizers import (Regularizer, VCReg, collecting, find_regularizers, merge_terms,
-                            pop_terms)
-from ..regularizers.vcreg import grad_share_report
+from ..architecture import architecture_of, is_regularized_model, regularizers_of, unwrap_model
+from ..regularizers import Regularizer, collecting, find_regularizers, merge_terms, pop_terms
+from ..regularizers.base import check_name, name_regularizers
+from ..regularizers.report import grad_share_ready, report_lines
 
 SCHEDULES = ('constant', 'linear')
 
@@ -32,10 +32,12 @@ class RegularizerHook(Hook):
             schedule the wrapper's).
         warmup_iters: length of the linear warm-up.
 
-    After the first training iteration it logs, once, the gradient share of its own VCRegs
-    (a ``RegularizedModel`` logs those it holds, necks included):
-    ``||VCReg gradient|| / ||gradient from downstream||`` at the regularized tensors
-    (:attr:`sslreg.regularizers.VCReg.last_grad_share`).
+    At the start of training it logs the layers of each regularizer it collects (its own,
+    and the model's necks unless a ``RegularizedModel`` collects them), one line each;
+    after the first training iteration, once, their gradient shares
+    ``||g_reg|| / ||g_downstream||`` at the regularized tensors
+    (:attr:`sslreg.regularizers.VCReg.last_grad_share`; a ``RegularizedModel`` reports
+    those it holds itself). Both from :func:`sslreg.regularizers.report.report_lines`.
     """
 
     priority = 'NORMAL'
@@ -47,13 +49,15 @@ class RegularizerHook(Hook):
         if schedule == 'linear' and warmup_iters <= 0:
             raise ValueError("schedule='linear' needs warmup_iters > 0")
         self.regularizer_cfgs = dict(regularizers or {})
+        for name in self.regularizer_cfgs:
+            check_name(name, 'RegularizerHook: regularizer')
         self.schedule, self.warmup_iters = schedule, warmup_iters
         self.regularizers: Dict[str, Regularizer] = {}
         self._collected: Dict[str, Regularizer] = {}
         self._scheduled = []
         self._handles = []
         self._collecting = None  # the open collecting() context of a training forward
-        self._share_sources: Dict[str, VCReg] = {}
+        self._share_sources: Dict[str, Regularizer] = {}
         self._share_logged = False
 
     def before_train(self, runner):
@@ -61,6 +65,14 @@ class RegularizerHook(Hook):
         # Layer names are relative to the architecture, with or without the wrapper.
         wrapped = is_regularized_model(model)
         target = architecture_of(model)
+        # loss names already in the model: a RegularizedModel's own, and necks'
+        theirs = regularizers_of(model)
+        necks = name_regularizers(find_regularizers(target), taken=theirs)
+        both = sorted(set(self.regularizer_cfgs) & (set(theirs) | set(necks)))
+        if both:
+            raise ValueError(f'RegularizerHook: regularizer names {both} are also names of '
+                             "regularizers in the model: their 'loss_<name>' keys would "
+                             'overwrite each other; rename the hook\'s')
         for name, cfg in self.regularizer_cfgs.items():
             reg = MODELS.build(cfg)
             if reg.needs_probe or any(True for _ in reg.parameters()):
@@ -74,9 +86,6 @@ class RegularizerHook(Hook):
             reg.attach(target)
             self.regularizers[name] = reg
         in_model = find_regularizers(model)  # the wrapper's own and necks
-        # its own VCRegs (a RegularizedModel logs those it holds itself)
-        self._share_sources = {name: reg for name, reg in self.regularizers.items()
-                               if isinstance(reg, VCReg)}
         self._share_logged = False
         self._scheduled = list(self.regularizers.values()) + list(in_model.values())
         if not self._scheduled:
@@ -84,15 +93,15 @@ class RegularizerHook(Hook):
                              'none in the model (RegularizedModel, VCRegNeck, SIMNeck)')
         self._collected = dict(self.regularizers)
         if not wrapped:  # RegularizedModel collects the regularizers inside it itself
-            for path, reg in in_model.items():
-                self._collected[getattr(reg, 'name', None) or path.replace('.', '_')] = reg
+            self._collected.update(necks)
         if self._collected:
             self._handles = [
                 model.register_forward_pre_hook(self._open, with_kwargs=True),
                 model.register_forward_hook(self._close, with_kwargs=True)]
-        runner.logger.info('RegularizerHook: ' + '; '.join(
-            f'{name} on {reg.layer_names or "its neck position"}'
-            for name, reg in self._collected.items()))
+        # what it collects, it reports (a RegularizedModel reports what it holds itself)
+        self._share_sources = dict(self._collected)
+        for line in report_lines(self._collected, 'layers', target):
+            runner.logger.info(line)
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         scale = 1.0
@@ -124,9 +133,9 @@ class RegularizerHook(Hook):
         if self._share_logged or not self._share_sources:
             return
         self._share_logged = True
-        report = grad_share_report(self._share_sources)
-        if report:
-            runner.logger.info(report)
+        if grad_share_ready(self._share_sources):
+            for line in report_lines(self._share_sources, 'grad_share'):
+                runner.logger.info(line)
 
     def after_train(self, runner):
         self._end_collecting()

@@ -5,7 +5,7 @@ from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
 from mmengine.registry import MODEL_WRAPPERS
 from torch import nn
 
-from .mcr import MCR
+from .mcr import MCR, WRAPPER_NEEDED
 
 
 @MODEL_WRAPPERS.register_module()
@@ -20,9 +20,13 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
     statistics), because torch's DDP refuses SyncBatchNorm in a CPU module: those the
     config names (``sslreg.compat`` keeps them, so that 1-D necks still get a 1-D-capable
     norm) and those it does not, such as mmpretrain's ``NonLinearNeck`` default.
+
+    An :class:`~sslreg.models.mcr.MCR` is refused (it needs :class:`MCRDataParallel`).
     """
 
     def __init__(self, module, detect_anomalous_params=False, **kwargs):
+        if isinstance(module, MCR):
+            raise RuntimeError(WRAPPER_NEEDED)
         first = next(module.parameters(), None)
         if first is None or first.device.type == 'cpu':
             kwargs.pop('device_ids', None)

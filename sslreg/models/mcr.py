@@ -239,6 +239,14 @@ class MCR(BaseModel):
                     loss_mcr=self.lambda1 * mcr_loss(z_hat, [z1, z2], lam, mu, self.order),
                     loss_comp=self.lambda2 * comp_loss(z_hat, lam, mu, self.order))
 
+    def train(self, mode: bool = True):
+        """Several processes without MCRDataParallel are refused here too, where
+        MMEngine's train loop starts: a DDP wrapper's ``train_step`` never reaches
+        :meth:`train_step` (it fails in MMEngine's ``optim_context`` first)."""
+        if mode:
+            _check_distributed(self)
+        return super().train(mode)
+
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
         if mode == 'loss':
             _check_distributed(self)
@@ -352,14 +360,19 @@ def _check_options(meta_grad, mec_scale, meta_interval, views_in_one_call):
                          f'{views_in_one_call!r}')
 
 
+#: The error of MCR in several processes without MCRDataParallel (raised by
+#: :func:`_check_distributed` and by ``CPUDistributedDataParallel`` when given an MCR).
+WRAPPER_NEEDED = ("MCR in several processes needs its own wrapper: add model_wrapper_cfg = "
+                  "dict(type='MCRDataParallel') to the config (DDP's reducer cannot see the "
+                  'gradients of the bi-level step)')
+
+
 def _check_distributed(model: MCR):
     """Several processes need MCRDataParallel: MMEngine's default DDP wrapper would
-    skip :meth:`MCR.train_step` and train the single-level :meth:`MCR.loss`."""
+    skip :meth:`MCR.train_step` (and with MCR's two optimizers fail in
+    ``optim_context``, an error that does not say why)."""
     if get_world_size() > 1 and not getattr(model, '_mcr_data_parallel', False):
-        raise RuntimeError(
-            "MCR in several processes needs its own wrapper: add model_wrapper_cfg = "
-            "dict(type='MCRDataParallel') to the config (DDP's reducer cannot see the "
-            'gradients of the bi-level step)')
+        raise RuntimeError(WRAPPER_NEEDED)
 
 
 def _add(acc, grads):

@@ -4,13 +4,14 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger, print_log
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 from torch import nn
 
-from ..regularizers import VCReg, collecting, find_regularizers, merge_terms, pop_terms, probing
-from ..regularizers.vcreg import grad_share_report
+from ..regularizers import collecting, find_regularizers, merge_terms, pop_terms, probing
+from ..regularizers.base import check_name, name_regularizers
+from ..regularizers.report import grad_share_ready, report_lines
 
 
 def load_architecture_cfg(architecture: dict, data_preprocessor: Optional[dict]) -> dict:
@@ -72,13 +73,14 @@ class RegularizedModel(BaseModel):
         self.data_preprocessor = self.architecture.data_preprocessor
         self.regularizers = nn.ModuleDict()
         for name, cfg in (regularizers or {}).items():
+            check_name(name, 'RegularizedModel: regularizer')
             self.regularizers[name] = cfg if isinstance(cfg, nn.Module) else MODELS.build(cfg)
             self.regularizers[name].attach(self.architecture)
         self._probe(tuple(probe_input))
         # Regularizers living inside the architecture (necks) are collected too.
         self._named = dict(self.regularizers.items())
-        for path, reg in find_regularizers(self.architecture).items():
-            self._named[getattr(reg, 'name', None) or path.replace('.', '_')] = reg
+        self._named.update(name_regularizers(find_regularizers(self.architecture),
+                                             taken=self._named))
 
     @torch.no_grad()
     def _probe(self, shape):
@@ -98,26 +100,34 @@ class RegularizedModel(BaseModel):
                     self.architecture(dummy, mode='tensor')
         finally:
             self.architecture.train(was_training)
+        for reg in needing:  # ρSIM: blocks too small to sample (1x1 maps) fail here
+            if hasattr(reg, 'check_probe_sizes'):
+                reg.check_probe_sizes(shape)
 
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
         if mode != 'loss':
             return self.architecture(inputs, data_samples, mode=mode)
-        self._log_grad_share_once()
+        self._report_once()
         with collecting(self._named.values()):
             losses = self.architecture(inputs, data_samples, mode='loss')
         return merge_terms(losses, pop_terms(self._named))
 
-    def _log_grad_share_once(self):
-        """At the second training forward, the first backward has run: log the VCReg
-        gradient share of the regularizers held here, once."""
-        if getattr(self, '_share_logged', False):
+    def _report_once(self):
+        """At the first training forward, log the layers of each regularizer held here
+        (necks included); at the second, when the first backward has run, their gradient
+        shares (:func:`~sslreg.regularizers.report.report_lines`). Once each."""
+        stage = getattr(self, '_reported', None)
+        if stage == 'grad_share' or not self._named:
             return
-        vcregs = {n: r for n, r in self._named.items() if isinstance(r, VCReg)}
-        report = grad_share_report(vcregs) if vcregs else None
-        if report or not vcregs:
-            self._share_logged = True
-        if report:
-            print_log(report, logger='current')
+        if stage is None:
+            logger = MMLogger.get_current_instance()
+            for line in report_lines(self._named, 'layers', self.architecture):
+                logger.info(line)
+            self._reported = 'layers'
+        elif grad_share_ready(self._named):
+            for line in report_lines(self._named, 'grad_share'):
+                print_log(line, logger='current')
+            self._reported = 'grad_share'
 
     def val_step(self, data):
         return self.architecture.val_step(data)

@@ -26,7 +26,12 @@ from torch import nn
 from .taps import LayerRecorder, Patterns, Record, block_input, channel_dim_for, first_tensor
 
 __all__ = ['Regularizer', 'collecting', 'probing', 'pop_terms', 'merge_terms',
-           'find_regularizers', 'channel_dim_for', 'first_tensor']
+           'find_regularizers', 'check_name', 'name_regularizers', 'RESERVED_NAMES',
+           'channel_dim_for', 'first_tensor']
+
+#: Regularizer names refused when declared: ``loss_task`` is where :func:`merge_terms`
+#: puts the model's own bare ``loss``.
+RESERVED_NAMES = ('task', )
 
 
 class Regularizer(nn.Module):
@@ -133,6 +138,50 @@ def find_regularizers(model: nn.Module) -> Dict[str, Regularizer]:
     return {name: m for name, m in model.named_modules() if isinstance(m, Regularizer)}
 
 
+def check_name(name, owner: str = 'regularizer') -> str:
+    """Refuse a regularizer name whose loss-dict keys (``loss_<name>``, ``<name>_<stat>``)
+    would hide or corrupt another entry; returns ``name``.
+
+    ``'task'`` would give ``loss_task``, the key the model's own ``loss`` is renamed to
+    (:func:`merge_terms`). A name containing ``'loss'`` would make every logged-only
+    statistic ``<name>_<stat>`` a loss: MMEngine's ``parse_losses`` sums every key that
+    contains ``'loss'``.
+    """
+    how = ('rename it in the config: the name is only the suffix of its loss key '
+           "(loss_<name>), e.g. 'sim', 'vcreg', 'reg_task'")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f'{owner} name {name!r}: a regularizer needs a non-empty string '
+                         f'name; {how}')
+    if name in RESERVED_NAMES:
+        raise ValueError(f"{owner} name {name!r} is reserved: its loss key 'loss_{name}' is "
+                         "where the model's own 'loss' is logged once regularizer terms are "
+                         f'added, so it would replace the task loss; {how}')
+    if 'loss' in name:
+        raise ValueError(f"{owner} name {name!r} contains 'loss': MMEngine sums every "
+                         "loss-dict key containing 'loss', so its logged-only statistics "
+                         f"('{name}_<stat>') would be added to the total loss; {how}")
+    return name
+
+
+def name_regularizers(found: Dict[str, Regularizer],
+                      taken: Iterable[str] = ()) -> Dict[str, Regularizer]:
+    """Loss names of regularizers found in a model (:func:`find_regularizers`): a neck's
+    own ``name``, else its path with dots as underscores. Each is checked
+    (:func:`check_name`), and none may repeat a name in ``taken`` or another's."""
+    named: Dict[str, Regularizer] = {}
+    taken = set(taken)
+    for path, reg in found.items():
+        name = check_name(getattr(reg, 'name', None) or path.replace('.', '_'),
+                          f'{type(reg).__name__} at {path!r}:')
+        if name in taken or name in named:
+            raise ValueError(f'{type(reg).__name__} at {path!r} has the loss name {name!r}, '
+                             'which another regularizer of this model already has: their '
+                             f"'loss_{name}' keys would overwrite each other; give it another "
+                             'name (name=...)')
+        named[name] = reg
+    return named
+
+
 def _recording(stack: ExitStack, regularizers: List[Regularizer]):
     for reg in regularizers:
         if reg.recorder is not None:
@@ -171,12 +220,26 @@ def merge_terms(losses: dict, terms: Dict[str, torch.Tensor]) -> dict:
     key then overwrites it in the log (the optimizer still gets the right total). When
     terms are added, the model's ``loss`` is renamed ``loss_task`` so the log shows the
     total as ``loss`` and the task part beside the regularizers.
+
+    A term whose key is one of the model's keys, before or after that renaming, is an
+    error naming both keys (it would replace the model's entry).
     """
-    clash = set(terms) & set(losses)
-    if clash:
-        raise KeyError(f'regularizer names {sorted(clash)} clash with the model\'s own loss '
-                       'keys; rename the regularizers')
-    if terms and 'loss' in losses and 'loss_task' not in losses:
+    if not terms:
+        return losses
+    rename = 'loss' in losses and 'loss_task' not in losses
+    # each of the model's keys as it will be in the merged dict -> as the model returned it
+    model_keys = {('loss_task' if rename and key == 'loss' else key): key for key in losses}
+    clashes = [(key, model_keys.get(key, key)) for key in terms
+               if key in model_keys or key in losses]
+    if clashes:
+        what = '; '.join(
+            f'regularizer key {mine!r} = the model\'s own {theirs!r}' if mine == theirs else
+            f'regularizer key {mine!r} = the model\'s own {theirs!r} (renamed {mine!r} when '
+            'regularizer terms are added)' for mine, theirs in clashes)
+        raise ValueError(f'loss-dict keys clash: {what}. The regularizer would replace the '
+                         "model's entry; rename the regularizer (its name <name> gives the "
+                         "keys 'loss_<name>' and '<name>_<stat>')")
+    if rename:
         losses['loss_task'] = losses.pop('loss')
     losses.update(terms)
     return losses

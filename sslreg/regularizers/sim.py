@@ -29,8 +29,9 @@ from typing import Dict, List, Optional, Union
 import torch
 from torch import nn
 
-from ..losses.sim import LOSS_KINDS, rho_sim_block_loss, sim_block_loss
+from ..losses.sim import LOSS_KINDS, num_sampled_tokens, rho_sim_block_loss, sim_block_loss
 from .base import Regularizer, channel_dim_for, first_tensor
+from .grad_share import GradShareStats, tap_gradient
 
 REDUCTIONS = ('sum', 'mean')
 HEADS = ('separate', 'shared')
@@ -96,6 +97,15 @@ def _key(name: str) -> str:
     return name.replace('.', '__')  # ModuleDict keys may not contain dots
 
 
+def _positions(shape: torch.Size) -> str:
+    """The token positions of a block output's shape, as text ('1x1', 'L=1')."""
+    return 'x'.join(map(str, shape[-2:])) if len(shape) == 4 else f'L={shape[1]}'
+
+
+def _num_positions(shape: torch.Size) -> int:
+    return math.prod(shape[-2:]) if len(shape) == 4 else shape[1]
+
+
 def _channels(shape: torch.Size) -> int:
     if len(shape) not in (3, 4):
         raise ValueError(f'SIM regularizes (N, C, H, W) maps or (N, L, C) tokens; a tapped '
@@ -103,9 +113,17 @@ def _channels(shape: torch.Size) -> int:
     return shape[channel_dim_for(len(shape))]
 
 
-class _BlockwiseSIM(Regularizer):
+class _BlockwiseSIM(GradShareStats, Regularizer):
     """Shared by ρSIM and SIM: per-block losses summed (or averaged) over blocks,
-    summed over calls, times ``loss_weight``."""
+    summed over calls, times ``loss_weight``.
+
+    **Gradient share** (:class:`GradShareStats`): on the first training step, the
+    gradient the loss adds at each tapped block's output (where the prediction branch
+    reads it; the target side is under stop-gradient) against the gradient arriving
+    there from downstream, by :func:`tap_gradient`. Only that step pays for it (an
+    identity node, a tensor hook and two norms per block); :meth:`reset_grad_share`
+    measures the next step again. ``SIMNeck`` is not measured.
+    """
 
     needs_probe = True
 
@@ -116,6 +134,16 @@ class _BlockwiseSIM(Regularizer):
         if reduction not in REDUCTIONS:
             raise ValueError(f'reduction must be one of {REDUCTIONS}, got {reduction!r}')
         self.kind, self.reduction = kind, reduction
+        self._grad_norms: list = []
+        self._grad_norms_last: list = []
+
+    @property
+    def measures_grad_share(self) -> bool:
+        return self.layers is not None  # taps (SIMNeck calls block_loss itself)
+
+    def reset_grad_share(self):
+        """Measure the gradient share again at the next training step."""
+        self._grad_norms, self._grad_norms_last = [], []
 
     def reduce_terms(self, terms: Dict[str, List[torch.Tensor]]):
         total = torch.stack(terms['loss']).sum()
@@ -129,7 +157,10 @@ class _BlockwiseSIM(Regularizer):
 
     def on_block(self, name, block_input, output):
         if self.training and torch.is_grad_enabled():
-            self.add_term('loss', self.block_loss(name, block_input, first_tensor(output)))
+            z_out = first_tensor(output)
+            if z_out.requires_grad and not (self._grad_norms or self._grad_norms_last):
+                z_out = tap_gradient(z_out, self._grad_norms)  # the first step only
+            self.add_term('loss', self.block_loss(name, block_input, z_out))
         return None
 
 
@@ -190,6 +221,33 @@ class RhoSIM(_BlockwiseSIM):
         for name, (in_shape, out_shape) in self.probe_shapes.items():
             self.add_block(_key(name), _channels(in_shape), _channels(out_shape))
 
+    def _sampled(self, shape: torch.Size) -> Optional[str]:
+        """None when ρSIM can sample a block output of ``shape``, else why not."""
+        try:
+            num_sampled_tokens(_num_positions(shape), self.rho, self.count)
+        except ValueError as err:
+            return str(err)
+        return None
+
+    def check_probe_sizes(self, probe_input=None):
+        """Refuse, all at once and with the fix, the blocks whose output in the probe
+        forward has too few positions to sample (a 1x1 map: ResNet's layer4 at 32 px).
+        ``RegularizedModel`` calls it at build time; used alone, the first training
+        forward names such a block."""
+        small = {name: out for name, (_, out) in self.probe_shapes.items()
+                 if self._sampled(out) is not None}
+        if not small:
+            return
+        keep = [name for name in self.layer_names if name not in small]
+        listed = ', '.join(f'{name!r} ({_positions(out)})' for name, out in small.items())
+        at = '' if probe_input is None else f' at probe_input={tuple(probe_input)}'
+        raise ValueError(
+            f'RhoSIM: in the probe forward{at} the blocks {listed} have too few output '
+            'positions: rhoSIM standardizes over the positions it samples, at least 2 '
+            f'(rho={self.rho}, count={self.count!r}). Fix: leave them out, e.g. '
+            f'layers={keep!r}, or train on larger images (and set '
+            'RegularizedModel(probe_input=...) to the training size)')
+
     def add_block(self, key: str, c_in: int, c_out: int):
         if key not in self.heads:
             k = projection_width(self.dim, c_in)
@@ -205,7 +263,17 @@ class RhoSIM(_BlockwiseSIM):
                 count=self.count, predictor_position=self.predictor_position,
                 checkpoint=self.checkpoint)
         except ValueError as err:
-            raise ValueError(f'{type(self).__name__} at layer {name!r}: {err}') from err
+            hint = ''
+            if self._sampled(z_out.shape) is not None:
+                keep = [n for n in self.layer_names if n != name]
+                probe = self.probe_shapes.get(name)
+                hint = (f' (e.g. layers={keep!r}, leaving out any other block as small at '
+                        'this input size)')
+                if probe is not None:
+                    hint += (f'; the probe forward saw a {_positions(probe[1])} map here: set '
+                             'RegularizedModel(probe_input=...) to the training size to have '
+                             'this found at build time')
+            raise ValueError(f'{type(self).__name__} at layer {name!r}: {err}{hint}') from err
 
 
 class SIM(_BlockwiseSIM):

@@ -1,11 +1,11 @@
 """VCReg as a regularizer on tapped layers (math: :mod:`sslreg.losses.vcreg`)."""
-import math
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
 from ..losses.vcreg import COV_SCALES, batch_demean, vcreg_fast, vcreg_loss
 from .base import Regularizer, channel_dim_for
+from .grad_share import GradShareStats, tap_gradient
 
 MODES = ('fast', 'explicit')
 
@@ -35,89 +35,6 @@ def _regularized_shapes(output) -> List[torch.Size]:
     shapes = []
     map_tensors_indexed(output, lambda k, t: shapes.append(t.shape) or t)
     return shapes
-
-
-class _GradCapture(torch.autograd.Function):
-    """Identity; backward puts the gradient it passes on into ``cell`` (explicit mode:
-    the gradient of the VCReg loss alone, when only the loss reads this view)."""
-
-    @staticmethod
-    def forward(ctx, x, cell):
-        ctx.cell = cell
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        ctx.cell.append(grad)
-        return grad, None
-
-
-class GradShareStats:
-    r"""The gradient share of a VCReg: what its backward reports, read after it.
-
-    After each backward, :attr:`last_grad_share` is
-    :math:`\sqrt{\sum_t \|g_{v,t}\|_F^2} / \sqrt{\sum_t \|g_{y,t}\|_F^2}` over the
-    tensors ``t`` this regularizer touched in the step: ``g_v`` the gradient VCReg adds
-    at ``t``, ``g_y`` the gradient reaching ``t`` from the rest of the objective (the
-    task loss, other regularizers, and VCReg terms of later layers back-propagated to
-    ``t``). Because ``g_y`` at a block includes the VCReg gradients of the blocks after
-    it, a strong VCReg on many blocks raises ``g_y`` too, and the summed share then
-    understates how much of the gradient VCReg makes up; :attr:`last_grad_shares` gives
-    the share per tensor, the first (most downstream) being free of that effect. Fast
-    mode gets both norms in its backward cheaply (a ``d x d`` product, or one pass
-    over the rows when they are few, plus the norm of ``g_y``); explicit mode
-    captures the loss's gradient on a view read only by the loss and the total at the
-    tensor with a tensor hook (task part = total - loss part). With ``sync`` the norms
-    are those of this rank's rows. ``RegularizerHook`` logs it once, after the first
-    training iteration.
-
-    The host (:class:`VCReg`) starts ``_grad_norms`` and ``_grad_norms_last`` as empty
-    lists; its backward appends ``(||g_v||^2, ||g_y||^2)`` per tensor to the list
-    :meth:`_grad_norm_sink` hands it.
-    """
-
-    _grad_norms: List[Tuple[torch.Tensor, torch.Tensor]]
-    _grad_norms_last: List[Tuple[torch.Tensor, torch.Tensor]]
-
-    def _grad_norm_sink(self) -> list:
-        """The list this step's backward fills; a forward after a backward starts a step."""
-        if self._grad_norms:
-            self._grad_norms_last, self._grad_norms = self._grad_norms, []
-        return self._grad_norms
-
-    @property
-    def last_grad_norms(self) -> Optional[Tuple[float, float]]:
-        r"""``(||g_v||, ||g_y||)`` of the last backward (Frobenius, summed in squares
-        over the regularized tensors), or None before any backward."""
-        pairs = self._grad_norms or self._grad_norms_last
-        if not pairs:
-            return None
-        vcreg_sq = float(torch.stack([v for v, _ in pairs]).sum())
-        task_sq = float(torch.stack([t for _, t in pairs]).sum())
-        return math.sqrt(vcreg_sq), math.sqrt(task_sq)
-
-    @property
-    def last_grad_share(self) -> Optional[float]:
-        """``||g_v|| / ||g_y||`` of the last backward (class docstring); None before any
-        backward, ``inf`` if no gradient came from downstream."""
-        norms = self.last_grad_norms
-        if norms is None:
-            return None
-        vcreg, task = norms
-        return vcreg / task if task > 0 else math.inf
-
-    @property
-    def last_grad_shares(self) -> List[float]:
-        """Per tensor ``||g_v|| / ||g_y||`` of the last backward, in backward order: the
-        first is the most downstream regularized tensor, whose ``g_y`` holds no VCReg
-        gradient of this regularizer's other tensors (class docstring)."""
-        return [float(v.sqrt() / t.sqrt()) if t > 0 else math.inf
-                for v, t in (self._grad_norms or self._grad_norms_last)]
-
-    @property
-    def last_grad_count(self) -> int:
-        """How many regularized tensors the last backward reported."""
-        return len(self._grad_norms or self._grad_norms_last)
 
 
 class VCReg(GradShareStats, Regularizer):
@@ -250,19 +167,10 @@ class VCReg(GradShareStats, Regularizer):
                 f"{type(self).__name__}(mode='explicit') ran in training but nothing collects "
                 "its loss: wrap the model in RegularizedModel or add "
                 "custom_hooks=[dict(type='RegularizerHook')].")
-        cell: list = []
-        loss = vcreg_loss(_GradCapture.apply(x, cell), alpha, beta, self.eps, self.delta,
+        # the loss reads a view of x only it reads: its gradient share (tap_gradient)
+        loss = vcreg_loss(tap_gradient(x, sink), alpha, beta, self.eps, self.delta,
                           channel_dim, self.sync, self.cov_scale)
         self.add_term('loss', loss)
-
-        def record(total, cell=cell, sink=sink):
-            # total = rest of the objective + this loss; the loss part came through cell
-            g_v = cell.pop() if cell else torch.zeros_like(total)
-            dtype = torch.float64 if total.dtype == torch.float64 else torch.float32
-            sink.append((torch.linalg.vector_norm(g_v, dtype=dtype).square().detach(),
-                         torch.linalg.vector_norm(total - g_v, dtype=dtype).square().detach()))
-
-        x.register_hook(record)
         return x
 
     # ------------------------------------------------------------------ demean layer
@@ -336,23 +244,3 @@ class VCReg(GradShareStats, Regularizer):
     def on_block(self, name, block_input, output):
         return map_tensors(output, self.regularize)
 
-
-def grad_share_report(named: Dict[str, 'VCReg']) -> Optional[str]:
-    """One log line on the gradient share of the named VCRegs after a backward, or None
-    when none of them has seen one yet."""
-    parts = []
-    for name, reg in named.items():
-        norms = reg.last_grad_norms
-        if norms is None:
-            parts.append(f'{name}: no VCReg gradient this iteration')
-            continue
-        vcreg, task = norms
-        parts.append(f'{name}: {reg.last_grad_share:.4g} (|g_vcreg|={vcreg:.4g}, '
-                     f'|g_downstream|={task:.4g}, {reg.last_grad_count} tensors; per tensor: '
-                     f'most downstream {reg.last_grad_shares[0]:.4g}, max '
-                     f'{max(reg.last_grad_shares):.4g}; mode={reg.mode}, '
-                     f'cov_scale={reg.cov_scale})')
-    if all(reg.last_grad_norms is None for reg in named.values()):
-        return None
-    return ('VCReg gradient share after the first training iteration, ||g_vcreg|| / '
-            '||g_downstream|| at the regularized outputs: ' + '; '.join(parts))

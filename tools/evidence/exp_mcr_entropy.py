@@ -92,23 +92,12 @@ def train_one(seed, lambdas, cfg, data):
 
 
 def run(seeds, quick, progress):
-    threads = S.one_thread()
     cfg = sizes(quick)
     arms = ARMS
-    res = {a: [] for a in arms}
-    total, done = len(seeds) * len(arms), 0
-    try:
-        for seed in seeds:
-            data = S.digits_split(seed)
-            for a, lambdas in arms.items():
-                r = train_one(seed, lambdas, cfg, data)
-                res[a].append(r)
-                done += 1
-                progress(f'seed {seed} {a}: R(features) {r["rate_feat"]:.3f} R(embeddings) '
-                         f'{r["rate_emb"]:.3f} 1% acc {r["acc1"]:.4f} 10% acc '
-                         f'{r["acc10"]:.4f}', done / total)
-    finally:
-        torch.set_num_threads(threads)
+    res = S.run_arms(seeds, arms, lambda seed, lambdas, data: train_one(seed, lambdas, cfg, data),
+                     lambda r: (f'R(features) {r["rate_feat"]:.3f} R(embeddings) '
+                                f'{r["rate_emb"]:.3f} 1% acc {r["acc1"]:.4f} 10% acc '
+                                f'{r["acc10"]:.4f}'), progress)
     t, c = res['SimCLR + MCR'], res['SimCLR']
 
     def vals(rs, k):

@@ -127,22 +127,12 @@ def train_one(seed, arm, cfg, data):
 
 
 def run(seeds, quick, progress):
-    threads = S.one_thread()
     cfg = sizes(quick)
     arms = ARMS
-    res = {a: [] for a in arms}
-    total, done = len(seeds) * len(arms), 0
-    try:
-        for seed in seeds:
-            data = S.digits_split(seed)
-            for a in arms:
-                r = train_one(seed, a, cfg, data)
-                res[a].append(r)
-                done += 1
-                progress(f'seed {seed} {a}: equivariance final {r["final"]:.4f} layer k '
-                         f'{r["layer_k"]:.4f} linear acc {r["acc"]:.4f}', done / total)
-    finally:
-        torch.set_num_threads(threads)
+    res = S.run_arms(seeds, {a: a for a in arms},
+                     lambda seed, arm, data: train_one(seed, arm, cfg, data),
+                     lambda r: (f'equivariance final {r["final"]:.4f} layer k '
+                                f'{r["layer_k"]:.4f} linear acc {r["acc"]:.4f}'), progress)
     t, c = res['MoCo v3 + SER'], res['MoCo v3']
 
     def vals(rs, k):

@@ -78,21 +78,9 @@ def train_one(seed, w, cfg, data):
 
 
 def run(seeds, quick, progress):
-    threads = S.one_thread()
     cfg = sizes(quick)
-    res = {a: [] for a in ARMS}
-    total, done = len(seeds) * len(ARMS), 0
-    try:
-        for seed in seeds:
-            data = S.digits_split(seed)
-            for a, w in ARMS.items():
-                r = train_one(seed, w, cfg, data)
-                res[a].append(r)
-                done += 1
-                progress(f'seed {seed} {a} (w = {w}): 1% acc {r["acc1"]:.4f} 10% acc '
-                         f'{r["acc10"]:.4f}', done / total)
-    finally:
-        torch.set_num_threads(threads)
+    res = S.run_arms(seeds, ARMS, lambda seed, w, data: train_one(seed, w, cfg, data),
+                     lambda r: f'1% acc {r["acc1"]:.4f} 10% acc {r["acc10"]:.4f}', progress)
 
     def vals(a, k):
         return [r[k] for r in res[a]]

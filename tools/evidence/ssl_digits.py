@@ -215,3 +215,24 @@ def epoch_means(values: List[float], epochs: int) -> List[float]:
         return []
     per = max(1, len(values) // epochs)
     return [float(np.mean(values[i:i + per])) for i in range(0, per * epochs, per)]
+
+
+def run_arms(seeds, arms: Dict[str, object], train_one: Callable, describe: Callable,
+             progress) -> Dict[str, List[dict]]:
+    """Every arm on every seed, paired: ``train_one(seed, arms[arm], data)`` on the seed's
+    digits split (the same for every arm), one intra-op thread; ``describe(result)`` is
+    the progress line's tail. Returns ``{arm: [result per seed, in seed order]}``."""
+    threads = one_thread()
+    res: Dict[str, List[dict]] = {a: [] for a in arms}
+    total, done = len(seeds) * len(arms), 0
+    try:
+        for seed in seeds:
+            data = digits_split(seed)
+            for arm, value in arms.items():
+                r = train_one(seed, value, data)
+                res[arm].append(r)
+                done += 1
+                progress(f'seed {seed} {arm}: {describe(r)}', done / total)
+    finally:
+        torch.set_num_threads(threads)
+    return res
