@@ -99,3 +99,14 @@ def build_runner(cfg, launcher, quiet=False):
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def finish_distributed():
+    """End a distributed run cleanly: every rank waits for the others, then the process
+    group is destroyed. Left to interpreter exit, its gloo worker threads can abort a rank
+    that ends first ("terminate called without an active exception"; seen under srun on
+    the rank that has no summary to write), failing a finished job."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

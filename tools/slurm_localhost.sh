@@ -10,7 +10,7 @@
 # start: installs Debian's slurmctld, slurmd, slurm-client (the parts of slurm-wlm, without
 # its recommends) and munge with apt-get when slurmctld/slurmd/munged/srun are missing;
 # writes a munge key and a minimal slurm.conf into DIR (default /tmp/sslreg-slurm): one
-# node (this host, `hostname -s`, at 127.0.0.1) with CPUs=$(nproc), one partition
+# node (this host, `hostname -s`, at 127.0.0.1) with CPUs=$(nproc) (OMP_* ignored), one partition
 # (SLURM_LOCALHOST_PARTITION, default "sslreg"); no cgroups, no accounting, no task
 # binding (proctrack/linuxproc, task/none), so it runs where systemd and cgroups are not
 # available (containers, VMs without init). Starts munged (private socket in DIR),
@@ -27,6 +27,10 @@ DIR=${2:-${SLURM_LOCALHOST_DIR:-/tmp/sslreg-slurm}}
 PARTITION=${SLURM_LOCALHOST_PARTITION:-sslreg}
 PORT=${SLURM_LOCALHOST_PORT:-16817}
 NODE=$(hostname -s)
+# the CPUs this process may use; GNU nproc also obeys OMP_NUM_THREADS / OMP_THREAD_LIMIT,
+# which a caller may have set to 1 (a 1-CPU node then cannot place a 2-task job, and srun
+# waits "Requested partition configuration not available now")
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 CONF="$DIR/slurm.conf"
 
 say() { printf '[slurm_localhost] %s\n' "$*" >&2; }
@@ -102,7 +106,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 ReturnToService=2
 MailProg=/bin/true
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$mem State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
 }
@@ -144,7 +148,7 @@ start() {
     sleep 1
   done
   [ "$state" = idle ] || fail 7 "node $NODE is '${state:-unknown}', not idle, after 60 s" "$DIR/slurmd.log"
-  say "up: partition $PARTITION, node $NODE idle with $(nproc) CPUs; export SLURM_CONF=$CONF"
+  say "up: partition $PARTITION, node $NODE idle with $CPUS CPUs; export SLURM_CONF=$CONF"
 }
 
 stop() {

@@ -38,8 +38,8 @@ def main():
     args = parse_args(arg_parser())
     import sslreg  # noqa: F401  registers sslreg's modules, applies sslreg.compat
     from sslreg.checkpoint_fit import check_checkpoint_fit
-    from sslreg.launch import build_runner, default_collate_for_mmpretrain, load_config, \
-        set_work_dir
+    from sslreg.launch import (build_runner, default_collate_for_mmpretrain,
+                               finish_distributed, load_config, set_work_dir)
     cfg = load_config(args.config, args.cfg_options)
     set_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
@@ -55,6 +55,7 @@ def main():
     runner = build_runner(cfg, args.launcher, quiet=args.quiet)
     check_checkpoint_fit(runner.model, args.checkpoint, strict=not args.non_strict)
     runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -61,7 +61,7 @@ def main():
     args = parse_args(arg_parser())
     import sslreg  # noqa: F401  registers sslreg's modules, applies sslreg.compat
     from sslreg.checkpoint_fit import check_checkpoint_fit
-    from sslreg.launch import build_runner, load_config, set_work_dir
+    from sslreg.launch import build_runner, finish_distributed, load_config, set_work_dir
     cfg = load_config(args.config, args.cfg_options)
     set_work_dir(cfg, args.config, args.work_dir)
     merge_args(cfg, args)
@@ -69,6 +69,7 @@ def main():
     if cfg.get('load_from') and not cfg.get('resume'):
         check_checkpoint_fit(runner.model, cfg.load_from, strict=not args.non_strict)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':
